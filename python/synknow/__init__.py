@@ -1,0 +1,28 @@
+"""synknow: Syntax-Knowledge corpora, exact Bayesian code lengths and scaling experiments.
+
+Implements the Syntax-Knowledge model of Pan, Wang & Li, "Understanding LLM Behaviors via
+Compression" (NeurIPS 2025): a parametric syntax model plus a Pitman-Yor CRP knowledge model.
+
+>>> import synknow
+>>> corpus = synknow.sample(synknow.presets.bios(alpha=0.6), 1000, seed=7)
+>>> corpus.tokens.dtype.name, corpus.n_docs
+('uint16', 1000)
+"""
+
+from synknow import presets
+from synknow._core import __version__
+from synknow.config import SyntaxKnowledgeConfig
+from synknow.corpus import ROLE_NAMES, Corpus, CorpusError, Vocab, generate, load_corpus, sample
+
+__all__ = [
+    "__version__",
+    "Corpus",
+    "CorpusError",
+    "ROLE_NAMES",
+    "SyntaxKnowledgeConfig",
+    "Vocab",
+    "generate",
+    "load_corpus",
+    "presets",
+    "sample",
+]

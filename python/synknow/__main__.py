@@ -1,0 +1,3 @@
+from synknow.cli import main
+
+raise SystemExit(main())
