@@ -191,34 +191,52 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let f = ConfigError::field;
-        if !(self.alpha >= 0.0 && self.alpha < 1.0) {
-            return Err(f("alpha", format!("must satisfy 0 <= alpha < 1, got {}", self.alpha)));
+        if self.alpha.is_nan() || self.alpha < 0.0 || self.alpha >= 1.0 {
+            return Err(f(
+                "alpha",
+                format!("must satisfy 0 <= alpha < 1, got {}", self.alpha),
+            ));
         }
         if !self.beta.is_finite() || self.beta <= -self.alpha {
             return Err(f(
                 "beta",
-                format!("must satisfy beta > -alpha = {}, got {}", -self.alpha, self.beta),
+                format!(
+                    "must satisfy beta > -alpha = {}, got {}",
+                    -self.alpha, self.beta
+                ),
             ));
         }
         if self.alpha == 0.0 && self.beta <= 0.0 {
-            return Err(f("beta", format!("must be > 0 when alpha == 0, got {}", self.beta)));
+            return Err(f(
+                "beta",
+                format!("must be > 0 when alpha == 0, got {}", self.beta),
+            ));
         }
         let a = self.n_attributes;
         if a == 0 || a > MAX_ATTRIBUTES {
-            return Err(f("n_attributes", format!("must be in 1..={MAX_ATTRIBUTES}, got {a}")));
+            return Err(f(
+                "n_attributes",
+                format!("must be in 1..={MAX_ATTRIBUTES}, got {a}"),
+            ));
         }
         if self.pool_sizes.is_empty() {
             return Err(f("pool_sizes", "must list at least one pool".to_string()));
         }
         for (p, &size) in self.pool_sizes.iter().enumerate() {
             if size < 2 {
-                return Err(f("pool_sizes", format!("each pool needs >= 2 values; pool {p} has {size}")));
+                return Err(f(
+                    "pool_sizes",
+                    format!("each pool needs >= 2 values; pool {p} has {size}"),
+                ));
             }
         }
         if self.attribute_pool.len() != a {
             return Err(f(
                 "attribute_pool",
-                format!("needs one pool index per attribute ({a}), got {}", self.attribute_pool.len()),
+                format!(
+                    "needs one pool index per attribute ({a}), got {}",
+                    self.attribute_pool.len()
+                ),
             ));
         }
         for (i, &p) in self.attribute_pool.iter().enumerate() {
@@ -233,7 +251,10 @@ impl Config {
             }
         }
         if self.name_parts.is_empty() {
-            return Err(f("name_parts", "needs at least one name position".to_string()));
+            return Err(f(
+                "name_parts",
+                "needs at least one name position".to_string(),
+            ));
         }
         for (j, &l) in self.name_parts.iter().enumerate() {
             if l == 0 {
@@ -271,27 +292,48 @@ impl Config {
             ));
         }
         if self.syntax_vocab < 2 {
-            return Err(f("syntax_vocab", format!("must be >= 2 (END plus one word), got {}", self.syntax_vocab)));
+            return Err(f(
+                "syntax_vocab",
+                format!(
+                    "must be >= 2 (END plus one word), got {}",
+                    self.syntax_vocab
+                ),
+            ));
         }
-        if !(self.template_prior > 0.0 && self.template_prior.is_finite()) {
-            return Err(f("template_prior", format!("must be > 0, got {}", self.template_prior)));
+        if self.template_prior.is_nan()
+            || self.template_prior <= 0.0
+            || !self.template_prior.is_finite()
+        {
+            return Err(f(
+                "template_prior",
+                format!("must be > 0, got {}", self.template_prior),
+            ));
         }
         let m = self.m();
         if m == 0 || m > a {
-            return Err(f("attrs_per_doc", format!("must be in 1..={a} (n_attributes), got {m}")));
+            return Err(f(
+                "attrs_per_doc",
+                format!("must be in 1..={a} (n_attributes), got {m}"),
+            ));
         }
         if let Some(templates) = &self.templates {
             if templates.len() != a {
                 return Err(f(
                     "templates",
-                    format!("needs one list per attribute ({a}), got {}", templates.len()),
+                    format!(
+                        "needs one list per attribute ({a}), got {}",
+                        templates.len()
+                    ),
                 ));
             }
             for (i, list) in templates.iter().enumerate() {
                 if list.is_empty() || list.len() > MAX_TEMPLATES as usize {
                     return Err(f(
                         "templates",
-                        format!("attribute {i} needs 1..={MAX_TEMPLATES} templates, got {}", list.len()),
+                        format!(
+                            "attribute {i} needs 1..={MAX_TEMPLATES} templates, got {}",
+                            list.len()
+                        ),
                     ));
                 }
             }
@@ -306,22 +348,34 @@ impl Config {
         }
         if let Some(theta) = &self.theta {
             if theta.len() != a {
-                return Err(f("theta", format!("needs one vector per attribute ({a}), got {}", theta.len())));
+                return Err(f(
+                    "theta",
+                    format!("needs one vector per attribute ({a}), got {}", theta.len()),
+                ));
             }
             for (i, row) in theta.iter().enumerate() {
                 let t = self.n_templates(i) as usize;
                 if row.len() != t {
                     return Err(f(
                         "theta",
-                        format!("attribute {i} has {t} templates but theta has {} entries", row.len()),
+                        format!(
+                            "attribute {i} has {t} templates but theta has {} entries",
+                            row.len()
+                        ),
                     ));
                 }
-                if row.iter().any(|&p| !(p >= 0.0) || !p.is_finite()) {
-                    return Err(f("theta", format!("attribute {i}: entries must be finite and >= 0")));
+                if row.iter().any(|&p| p.is_nan() || p < 0.0 || !p.is_finite()) {
+                    return Err(f(
+                        "theta",
+                        format!("attribute {i}: entries must be finite and >= 0"),
+                    ));
                 }
                 let s: f64 = row.iter().sum();
                 if (s - 1.0).abs() > 1e-9 {
-                    return Err(f("theta", format!("attribute {i}: entries must sum to 1, got {s}")));
+                    return Err(f(
+                        "theta",
+                        format!("attribute {i}: entries must sum to 1, got {s}"),
+                    ));
                 }
             }
         }
@@ -344,26 +398,36 @@ mod tests {
     #[test]
     fn value_prior_parses() {
         assert_eq!(ValuePrior::parse("uniform").unwrap(), ValuePrior::Uniform);
-        assert_eq!(ValuePrior::parse("zipf(1.5)").unwrap(), ValuePrior::Zipf(1.5));
+        assert_eq!(
+            ValuePrior::parse("zipf(1.5)").unwrap(),
+            ValuePrior::Zipf(1.5)
+        );
         assert!(ValuePrior::parse("zipf(-1)").is_err());
         assert!(ValuePrior::parse("normal").is_err());
     }
 
     #[test]
     fn invalid_fields_are_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("alpha", Box::new(|c| c.alpha = 1.0)),
             ("beta", Box::new(|c| c.beta = -0.8)),
-            ("beta", Box::new(|c| {
-                c.alpha = 0.0;
-                c.beta = 0.0
-            })),
+            (
+                "beta",
+                Box::new(|c| {
+                    c.alpha = 0.0;
+                    c.beta = 0.0
+                }),
+            ),
             ("pool_sizes", Box::new(|c| c.pool_sizes[0] = 1)),
             ("attribute_pool", Box::new(|c| c.attribute_pool[0] = 9)),
             ("attrs_per_doc", Box::new(|c| c.attrs_per_doc = Some(7))),
             ("template_prior", Box::new(|c| c.template_prior = 0.0)),
             ("name_parts", Box::new(|c| c.name_parts = vec![])),
-            ("templates_per_attribute", Box::new(|c| c.templates_per_attribute = PerAttribute::All(0))),
+            (
+                "templates_per_attribute",
+                Box::new(|c| c.templates_per_attribute = PerAttribute::All(0)),
+            ),
         ];
         for (field, mutate) in cases {
             let mut c = Config::default();
@@ -375,7 +439,9 @@ mod tests {
 
     #[test]
     fn unknown_field_is_rejected() {
-        let err = Config::from_json(r#"{"alpah": 0.5}"#).unwrap_err().to_string();
+        let err = Config::from_json(r#"{"alpah": 0.5}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("alpah"), "{err}");
     }
 }

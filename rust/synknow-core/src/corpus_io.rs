@@ -40,7 +40,14 @@ fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
 fn npy_header(dtype: &str, shape: &[u64]) -> Vec<u8> {
     let shape_text = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let dict = format!("{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape_text}, }}");
     let mut h = Vec::with_capacity(NPY_HEADER_LEN);
@@ -66,28 +73,56 @@ struct NpyWriter {
 }
 
 impl NpyWriter {
-    fn create(path: PathBuf, dtype: &str, row_shape: Vec<u64>, item_size: u64) -> Result<Self, CorpusError> {
+    fn create(
+        path: PathBuf,
+        dtype: &str,
+        row_shape: Vec<u64>,
+        item_size: u64,
+    ) -> Result<Self, CorpusError> {
         let file = File::create(&path).map_err(|e| CorpusError::io(&path, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&npy_header(dtype, &[0])).map_err(|e| CorpusError::io(&path, e))?;
-        Ok(NpyWriter { path, out, hash: Xxh3::new(), dtype: dtype.to_string(), row_shape, elements: 0, item_size })
+        out.write_all(&npy_header(dtype, &[0]))
+            .map_err(|e| CorpusError::io(&path, e))?;
+        Ok(NpyWriter {
+            path,
+            out,
+            hash: Xxh3::new(),
+            dtype: dtype.to_string(),
+            row_shape,
+            elements: 0,
+            item_size,
+        })
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), CorpusError> {
         self.hash.update(bytes);
         self.elements += bytes.len() as u64 / self.item_size;
-        self.out.write_all(bytes).map_err(|e| CorpusError::io(&self.path, e))
+        self.out
+            .write_all(bytes)
+            .map_err(|e| CorpusError::io(&self.path, e))
     }
 
     /// Flushes, fixes the header, fsyncs; returns the manifest entry.
     fn finish(self) -> Result<(String, Value), CorpusError> {
-        let NpyWriter { path, out, hash, dtype, row_shape, elements, .. } = self;
-        let mut file = out.into_inner().map_err(|e| CorpusError::io(&path, e.into_error()))?;
+        let NpyWriter {
+            path,
+            out,
+            hash,
+            dtype,
+            row_shape,
+            elements,
+            ..
+        } = self;
+        let mut file = out
+            .into_inner()
+            .map_err(|e| CorpusError::io(&path, e.into_error()))?;
         let row: u64 = row_shape.iter().product();
-        let mut shape = vec![if row == 0 { 0 } else { elements / row }];
+        let mut shape = vec![elements.checked_div(row).unwrap_or(0)];
         shape.extend(&row_shape);
-        file.seek(SeekFrom::Start(0)).map_err(|e| CorpusError::io(&path, e))?;
-        file.write_all(&npy_header(&dtype, &shape)).map_err(|e| CorpusError::io(&path, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| CorpusError::io(&path, e))?;
+        file.write_all(&npy_header(&dtype, &shape))
+            .map_err(|e| CorpusError::io(&path, e))?;
         file.sync_all().map_err(|e| CorpusError::io(&path, e))?;
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let entry = json!({
@@ -115,18 +150,29 @@ impl Staging {
                 dir.display()
             )));
         }
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(|e| CorpusError::io(parent, e))?;
-        let name = dir
-            .file_name()
-            .ok_or_else(|| CorpusError::Argument(format!("not a directory path: {}", dir.display())))?;
+        let name = dir.file_name().ok_or_else(|| {
+            CorpusError::Argument(format!("not a directory path: {}", dir.display()))
+        })?;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let tmp = parent.join(format!(".{}.tmp-{}-{stamp}", name.to_string_lossy(), std::process::id()));
+        let tmp = parent.join(format!(
+            ".{}.tmp-{}-{stamp}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         fs::create_dir(&tmp).map_err(|e| CorpusError::io(&tmp, e))?;
-        Ok(Staging { tmp, dir: dir.to_path_buf(), done: false })
+        Ok(Staging {
+            tmp,
+            dir: dir.to_path_buf(),
+            done: false,
+        })
     }
 
     fn commit(mut self) -> Result<(), CorpusError> {
@@ -154,12 +200,19 @@ impl Drop for Staging {
 fn write_json(path: &Path, value: &Value) -> Result<(), CorpusError> {
     let text = serde_json::to_string_pretty(value).expect("json");
     let mut f = File::create(path).map_err(|e| CorpusError::io(path, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| CorpusError::io(path, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| CorpusError::io(path, e))?;
     f.sync_all().map_err(|e| CorpusError::io(path, e))
 }
 
 /// The manifest for a corpus of `config` (whose `seed` is the master seed used).
-fn manifest(grammar: &Grammar, n_docs: u64, n_tokens: u64, n_entities: u64, arrays: Value) -> Value {
+fn manifest(
+    grammar: &Grammar,
+    n_docs: u64,
+    n_tokens: u64,
+    n_entities: u64,
+    arrays: Value,
+) -> Value {
     let config = &grammar.config;
     let canonical = config.to_json();
     json!({
@@ -200,16 +253,33 @@ pub fn write_arrays(
         if expected != a.bytes.len() as u64 {
             return Err(CorpusError::Argument(format!(
                 "array '{}': shape {:?} of {} needs {expected} bytes, got {}",
-                a.name, a.shape, a.dtype, a.bytes.len()
+                a.name,
+                a.shape,
+                a.dtype,
+                a.bytes.len()
             )));
         }
-        let mut w = NpyWriter::create(staging.tmp.join(format!("{}.npy", a.name)), a.dtype, a.shape[1..].to_vec(), item)?;
+        let mut w = NpyWriter::create(
+            staging.tmp.join(format!("{}.npy", a.name)),
+            a.dtype,
+            a.shape[1..].to_vec(),
+            item,
+        )?;
         w.append(a.bytes)?;
         let (name, entry) = w.finish()?;
         entries.insert(name, entry);
     }
-    write_json(&staging.tmp.join("vocab.json"), &json!(grammar.vocab_strings()))?;
-    let m = manifest(&grammar, n_docs, n_tokens, n_entities, Value::Object(entries));
+    write_json(
+        &staging.tmp.join("vocab.json"),
+        &json!(grammar.vocab_strings()),
+    )?;
+    let m = manifest(
+        &grammar,
+        n_docs,
+        n_tokens,
+        n_entities,
+        Value::Object(entries),
+    );
     write_json(&staging.tmp.join("manifest.json"), &m)?;
     staging.commit()
 }
@@ -227,10 +297,30 @@ fn dtype_size(dtype: &str) -> Result<u64, CorpusError> {
 fn entity_arrays<'a>(e: &'a Entities, j: u64, a: u64) -> Vec<ArrayData<'a>> {
     let k = e.len() as u64;
     vec![
-        ArrayData { name: "entity_names", dtype: "<u4", shape: vec![k, j], bytes: as_bytes(&e.names) },
-        ArrayData { name: "entity_values", dtype: "<u4", shape: vec![k, a], bytes: as_bytes(&e.values) },
-        ArrayData { name: "entity_first_doc", dtype: "<u8", shape: vec![k], bytes: as_bytes(&e.first_doc) },
-        ArrayData { name: "entity_counts", dtype: "<u8", shape: vec![k], bytes: as_bytes(&e.counts) },
+        ArrayData {
+            name: "entity_names",
+            dtype: "<u4",
+            shape: vec![k, j],
+            bytes: as_bytes(&e.names),
+        },
+        ArrayData {
+            name: "entity_values",
+            dtype: "<u4",
+            shape: vec![k, a],
+            bytes: as_bytes(&e.values),
+        },
+        ArrayData {
+            name: "entity_first_doc",
+            dtype: "<u8",
+            shape: vec![k],
+            bytes: as_bytes(&e.first_doc),
+        },
+        ArrayData {
+            name: "entity_counts",
+            dtype: "<u8",
+            shape: vec![k],
+            bytes: as_bytes(&e.counts),
+        },
     ]
 }
 
@@ -251,20 +341,69 @@ pub fn save_corpus(dir: &Path, corpus: &Corpus, overwrite: bool) -> Result<(), C
     let (n, m) = (corpus.n_docs() as u64, c.m() as u64);
     let (theta, theta_offsets) = flatten_theta(&corpus.theta);
     let tokens = match &corpus.tokens {
-        Tokens::U16(v) => ArrayData { name: "tokens", dtype: "<u2", shape: vec![v.len() as u64], bytes: as_bytes(v) },
-        Tokens::U32(v) => ArrayData { name: "tokens", dtype: "<u4", shape: vec![v.len() as u64], bytes: as_bytes(v) },
+        Tokens::U16(v) => ArrayData {
+            name: "tokens",
+            dtype: "<u2",
+            shape: vec![v.len() as u64],
+            bytes: as_bytes(v),
+        },
+        Tokens::U32(v) => ArrayData {
+            name: "tokens",
+            dtype: "<u4",
+            shape: vec![v.len() as u64],
+            bytes: as_bytes(v),
+        },
     };
     let mut arrays = vec![
         tokens,
-        ArrayData { name: "roles", dtype: "|u1", shape: vec![corpus.roles.len() as u64], bytes: &corpus.roles },
-        ArrayData { name: "doc_offsets", dtype: "<u8", shape: vec![n + 1], bytes: as_bytes(&corpus.doc_offsets) },
-        ArrayData { name: "doc_entity", dtype: "<u4", shape: vec![n], bytes: as_bytes(&corpus.doc_entity) },
-        ArrayData { name: "sentence_attribute", dtype: "<u2", shape: vec![n, m], bytes: as_bytes(&corpus.sentence_attribute) },
-        ArrayData { name: "sentence_template", dtype: "<u2", shape: vec![n, m], bytes: as_bytes(&corpus.sentence_template) },
-        ArrayData { name: "theta", dtype: "<f8", shape: vec![theta.len() as u64], bytes: as_bytes(&theta) },
-        ArrayData { name: "theta_offsets", dtype: "<u8", shape: vec![theta_offsets.len() as u64], bytes: as_bytes(&theta_offsets) },
+        ArrayData {
+            name: "roles",
+            dtype: "|u1",
+            shape: vec![corpus.roles.len() as u64],
+            bytes: &corpus.roles,
+        },
+        ArrayData {
+            name: "doc_offsets",
+            dtype: "<u8",
+            shape: vec![n + 1],
+            bytes: as_bytes(&corpus.doc_offsets),
+        },
+        ArrayData {
+            name: "doc_entity",
+            dtype: "<u4",
+            shape: vec![n],
+            bytes: as_bytes(&corpus.doc_entity),
+        },
+        ArrayData {
+            name: "sentence_attribute",
+            dtype: "<u2",
+            shape: vec![n, m],
+            bytes: as_bytes(&corpus.sentence_attribute),
+        },
+        ArrayData {
+            name: "sentence_template",
+            dtype: "<u2",
+            shape: vec![n, m],
+            bytes: as_bytes(&corpus.sentence_template),
+        },
+        ArrayData {
+            name: "theta",
+            dtype: "<f8",
+            shape: vec![theta.len() as u64],
+            bytes: as_bytes(&theta),
+        },
+        ArrayData {
+            name: "theta_offsets",
+            dtype: "<u8",
+            shape: vec![theta_offsets.len() as u64],
+            bytes: as_bytes(&theta_offsets),
+        },
     ];
-    arrays.extend(entity_arrays(&corpus.entities, c.name_parts.len() as u64, c.n_attributes as u64));
+    arrays.extend(entity_arrays(
+        &corpus.entities,
+        c.name_parts.len() as u64,
+        c.n_attributes as u64,
+    ));
     write_arrays(dir, c, &arrays, overwrite)
 }
 
@@ -293,9 +432,25 @@ pub fn generate_to_dir(
     }
     let mut sampler = Sampler::new(config, n_docs)?;
     if needs_u32(&sampler.grammar) {
-        stream_with::<u32>(&mut sampler, n_docs, shard_docs, threads, dir, overwrite, progress)
+        stream_with::<u32>(
+            &mut sampler,
+            n_docs,
+            shard_docs,
+            threads,
+            dir,
+            overwrite,
+            progress,
+        )
     } else {
-        stream_with::<u16>(&mut sampler, n_docs, shard_docs, threads, dir, overwrite, progress)
+        stream_with::<u16>(
+            &mut sampler,
+            n_docs,
+            shard_docs,
+            threads,
+            dir,
+            overwrite,
+            progress,
+        )
     }
 }
 
@@ -311,7 +466,12 @@ fn stream_with<T: TokenWord>(
     let staging = Staging::new(dir, overwrite)?;
     let m = sampler.grammar.config.m() as u64;
     let t = &staging.tmp;
-    let mut w_tokens = NpyWriter::create(t.join("tokens.npy"), T::DTYPE, vec![], std::mem::size_of::<T>() as u64)?;
+    let mut w_tokens = NpyWriter::create(
+        t.join("tokens.npy"),
+        T::DTYPE,
+        vec![],
+        std::mem::size_of::<T>() as u64,
+    )?;
     let mut w_roles = NpyWriter::create(t.join("roles.npy"), "|u1", vec![], 1)?;
     let mut w_offsets = NpyWriter::create(t.join("doc_offsets.npy"), "<u8", vec![], 8)?;
     let mut w_entity = NpyWriter::create(t.join("doc_entity.npy"), "<u4", vec![], 4)?;
@@ -342,13 +502,32 @@ fn stream_with<T: TokenWord>(
     let g = &sampler.grammar;
     let (theta, theta_offsets) = flatten_theta(&sampler.theta);
     let mut rest = vec![
-        ArrayData { name: "theta", dtype: "<f8", shape: vec![theta.len() as u64], bytes: as_bytes(&theta) },
-        ArrayData { name: "theta_offsets", dtype: "<u8", shape: vec![theta_offsets.len() as u64], bytes: as_bytes(&theta_offsets) },
+        ArrayData {
+            name: "theta",
+            dtype: "<f8",
+            shape: vec![theta.len() as u64],
+            bytes: as_bytes(&theta),
+        },
+        ArrayData {
+            name: "theta_offsets",
+            dtype: "<u8",
+            shape: vec![theta_offsets.len() as u64],
+            bytes: as_bytes(&theta_offsets),
+        },
     ];
-    rest.extend(entity_arrays(&sampler.entities, g.n_name_parts() as u64, g.n_attributes() as u64));
+    rest.extend(entity_arrays(
+        &sampler.entities,
+        g.n_name_parts() as u64,
+        g.n_attributes() as u64,
+    ));
     for a in &rest {
         let item = dtype_size(a.dtype)?;
-        let mut w = NpyWriter::create(t.join(format!("{}.npy", a.name)), a.dtype, a.shape[1..].to_vec(), item)?;
+        let mut w = NpyWriter::create(
+            t.join(format!("{}.npy", a.name)),
+            a.dtype,
+            a.shape[1..].to_vec(),
+            item,
+        )?;
         w.append(a.bytes)?;
         let (name, entry) = w.finish()?;
         entries.insert(name, entry);
@@ -358,7 +537,16 @@ fn stream_with<T: TokenWord>(
     let m = manifest(g, n_docs, base, n_entities, Value::Object(entries));
     write_json(&t.join("manifest.json"), &m)?;
     staging.commit()?;
-    Ok(StreamSummary { n_docs, n_tokens: base, n_entities })
+    Ok(StreamSummary {
+        n_docs,
+        n_tokens: base,
+        n_entities,
+    })
+}
+
+/// The content hash used in manifests (xxh3-64 of the array's data bytes).
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 #[cfg(test)]
@@ -369,31 +557,50 @@ mod tests {
     #[test]
     fn streamed_and_in_memory_files_are_identical() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Config { seed: 11, ..Config::default() };
+        let c = Config {
+            seed: 11,
+            ..Config::default()
+        };
         let corpus = sample(&c, 3000, None).unwrap();
         let a = dir.path().join("a");
         let b = dir.path().join("b");
         save_corpus(&a, &corpus, false).unwrap();
         let s = generate_to_dir(&c, 3000, 700, Some(2), &b, false, &mut |_, _| Ok(())).unwrap();
         assert_eq!(s.n_tokens as usize, corpus.tokens.len());
-        for f in ["tokens", "roles", "doc_offsets", "doc_entity", "sentence_attribute", "sentence_template",
-                  "entity_names", "entity_values", "entity_first_doc", "entity_counts", "theta", "theta_offsets"] {
+        for f in [
+            "tokens",
+            "roles",
+            "doc_offsets",
+            "doc_entity",
+            "sentence_attribute",
+            "sentence_template",
+            "entity_names",
+            "entity_values",
+            "entity_first_doc",
+            "entity_counts",
+            "theta",
+            "theta_offsets",
+        ] {
             let x = fs::read(a.join(format!("{f}.npy"))).unwrap();
             let y = fs::read(b.join(format!("{f}.npy"))).unwrap();
             assert!(x == y, "{f} differs");
         }
-        assert_eq!(fs::read(a.join("manifest.json")).unwrap(), fs::read(b.join("manifest.json")).unwrap());
+        assert_eq!(
+            fs::read(a.join("manifest.json")).unwrap(),
+            fs::read(b.join("manifest.json")).unwrap()
+        );
         // Refuses to overwrite by default, leaves nothing behind on abort.
         assert!(save_corpus(&a, &corpus, false).is_err());
         let c2 = dir.path().join("c");
-        let err = generate_to_dir(&c, 3000, 700, None, &c2, false, &mut |d, _| if d > 1000 { Err("stop".into()) } else { Ok(()) });
+        let err = generate_to_dir(&c, 3000, 700, None, &c2, false, &mut |d, _| {
+            if d > 1000 {
+                Err("stop".into())
+            } else {
+                Ok(())
+            }
+        });
         assert!(err.is_err());
         assert!(!c2.exists());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
-}
-
-/// The content hash used in manifests (xxh3-64 of the array's data bytes).
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(bytes)
 }

@@ -15,7 +15,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub fn field(field: &str, message: String) -> Self {
-        ConfigError::Field { field: field.to_string(), message }
+        ConfigError::Field {
+            field: field.to_string(),
+            message,
+        }
     }
 }
 
@@ -24,7 +27,10 @@ pub enum CorpusError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("I/O error on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// The corpus on disk (or the arrays handed in) is truncated, altered or inconsistent.
     #[error("corrupt corpus: {0}")]
     Corrupt(String),
@@ -35,6 +41,9 @@ pub enum CorpusError {
 
 impl CorpusError {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        CorpusError::Io { path: path.as_ref().display().to_string(), source }
+        CorpusError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }

@@ -73,7 +73,13 @@ impl Template {
                 }
             }
         }
-        Template { slots, tokens, roles, name_at, value_at }
+        Template {
+            slots,
+            tokens,
+            roles,
+            name_at,
+            value_at,
+        }
     }
 
     /// Rendered length in tokens.
@@ -117,8 +123,9 @@ impl Layout {
 
     /// Name position of a name token, if it is one.
     pub fn name_position(&self, token: u32) -> Option<usize> {
-        (0..self.name_start.len())
-            .find(|&j| token >= self.name_start[j] && token < self.name_start[j] + self.name_size[j])
+        (0..self.name_start.len()).find(|&j| {
+            token >= self.name_start[j] && token < self.name_start[j] + self.name_size[j]
+        })
     }
 }
 
@@ -136,7 +143,12 @@ pub struct Grammar {
     syntax_words: Vec<String>,
 }
 
-const BIOS_PREFIXES: [&str; 4] = ["", "according to the records ,", "it is known that", "notably ,"];
+const BIOS_PREFIXES: [&str; 4] = [
+    "",
+    "according to the records ,",
+    "it is known that",
+    "notably ,",
+];
 
 const BIOS_CORES: [[&str; 6]; 6] = [
     [
@@ -203,14 +215,54 @@ fn bios_template_text(attribute: usize, t: usize) -> String {
 }
 
 const MAJORS: [&str; 48] = [
-    "physics", "chemistry", "biology", "mathematics", "history", "philosophy", "economics",
-    "linguistics", "geology", "astronomy", "architecture", "music", "law", "medicine",
-    "nursing", "statistics", "sociology", "psychology", "anthropology", "literature",
-    "journalism", "agronomy", "forestry", "oceanography", "botany", "zoology", "ecology",
-    "geography", "theology", "archaeology", "accounting", "finance", "marketing", "design",
-    "sculpture", "painting", "theatre", "dance", "pharmacy", "dentistry", "veterinary science",
-    "civil engineering", "chemical engineering", "computer science", "electrical engineering",
-    "mechanical engineering", "political science", "classics",
+    "physics",
+    "chemistry",
+    "biology",
+    "mathematics",
+    "history",
+    "philosophy",
+    "economics",
+    "linguistics",
+    "geology",
+    "astronomy",
+    "architecture",
+    "music",
+    "law",
+    "medicine",
+    "nursing",
+    "statistics",
+    "sociology",
+    "psychology",
+    "anthropology",
+    "literature",
+    "journalism",
+    "agronomy",
+    "forestry",
+    "oceanography",
+    "botany",
+    "zoology",
+    "ecology",
+    "geography",
+    "theology",
+    "archaeology",
+    "accounting",
+    "finance",
+    "marketing",
+    "design",
+    "sculpture",
+    "painting",
+    "theatre",
+    "dance",
+    "pharmacy",
+    "dentistry",
+    "veterinary science",
+    "civil engineering",
+    "chemical engineering",
+    "computer science",
+    "electrical engineering",
+    "mechanical engineering",
+    "political science",
+    "classics",
 ];
 
 /// Pronounceable strings: bijective base-n numeration over a syllable inventory, so distinct
@@ -262,7 +314,8 @@ fn value_string(preset: Preset, pool: usize, index: u64) -> String {
     if preset == Preset::Bios {
         match pool {
             0 => {
-                let suffix = ["ton", "ville", "burg", "ford", "port", "haven"][(index % 6) as usize];
+                let suffix =
+                    ["ton", "ville", "burg", "ford", "port", "haven"][(index % 6) as usize];
                 return capitalised(syllable_word(index / 6, "bdfgklmnprstv", "aeiou", 1) + suffix);
             }
             1 => return format!("{}", 1900 + index),
@@ -275,19 +328,28 @@ fn value_string(preset: Preset, pool: usize, index: u64) -> String {
             3 => {
                 let base = MAJORS[(index % MAJORS.len() as u64) as usize];
                 let round = index / MAJORS.len() as u64;
-                return if round == 0 { base.to_string() } else { format!("{base} {}", round + 1) };
+                return if round == 0 {
+                    base.to_string()
+                } else {
+                    format!("{base} {}", round + 1)
+                };
             }
             4 => {
-                let suffix = [" Labs", " Systems", " Works", " Group", " Industries"][(index % 5) as usize];
+                let suffix =
+                    [" Labs", " Systems", " Works", " Group", " Industries"][(index % 5) as usize];
                 return capitalised(syllable_word(index / 5, "bdgkmnprtvz", "aeiou", 2)) + suffix;
             }
             _ => {}
         }
     }
     let tag = (b'A' + (pool % 26) as u8) as char;
-    format!("{}-{tag}{}", capitalised(syllable_word(index, "bdfgklmnprstvz", "aeiou", 2)), pool / 26)
-        .trim_end_matches('0')
-        .to_string()
+    format!(
+        "{}-{tag}{}",
+        capitalised(syllable_word(index, "bdfgklmnprstvz", "aeiou", 2)),
+        pool / 26
+    )
+    .trim_end_matches('0')
+    .to_string()
 }
 
 fn parse_template(
@@ -479,7 +541,11 @@ impl Grammar {
         };
         let templates = skeletons
             .into_iter()
-            .map(|list| list.into_iter().map(|sk| Template::new(sk, j_count)).collect())
+            .map(|list| {
+                list.into_iter()
+                    .map(|sk| Template::new(sk, j_count))
+                    .collect()
+            })
             .collect();
 
         // --- value priors ----------------------------------------------------------------
@@ -510,9 +576,10 @@ impl Grammar {
 
         let attribute_names = match (&config.attribute_names, config.preset, &config.templates) {
             (Some(n), _, _) => n.clone(),
-            (None, Preset::Bios, None) => {
-                BIOS_ATTRIBUTE_NAMES[..a_count].iter().map(|s| s.to_string()).collect()
-            }
+            (None, Preset::Bios, None) => BIOS_ATTRIBUTE_NAMES[..a_count]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             _ => (0..a_count).map(|a| format!("attribute {a}")).collect(),
         };
 
@@ -558,7 +625,9 @@ impl Grammar {
             PAD => "<pad>".to_string(),
             BOS => "<bos>".to_string(),
             EOS => "<eos>".to_string(),
-            t if t < SYNTAX_START + l.n_syntax => self.syntax_words[(t - SYNTAX_START) as usize].clone(),
+            t if t < SYNTAX_START + l.n_syntax => {
+                self.syntax_words[(t - SYNTAX_START) as usize].clone()
+            }
             t if t < l.pool_start[0] => {
                 let j = l.name_position(t).expect("name block");
                 name_string(j, (t - l.name_start[j]) as u64)
@@ -576,7 +645,9 @@ impl Grammar {
 
     /// All display strings, indexed by token id.
     pub fn vocab_strings(&self) -> Vec<String> {
-        (0..self.layout.vocab_size).map(|t| self.token_string(t)).collect()
+        (0..self.layout.vocab_size)
+            .map(|t| self.token_string(t))
+            .collect()
     }
 
     /// Template skeletons as text (`[NAME]`, `[VALUE]` and the words), for inspection.
@@ -617,12 +688,14 @@ mod tests {
         // Within each block every display string is distinct.
         let l = &g.layout;
         for j in 0..l.name_start.len() {
-            let block = &strings[l.name_start[j] as usize..(l.name_start[j] + l.name_size[j]) as usize];
+            let block =
+                &strings[l.name_start[j] as usize..(l.name_start[j] + l.name_size[j]) as usize];
             let set: std::collections::HashSet<_> = block.iter().collect();
             assert_eq!(set.len(), block.len());
         }
         for p in 0..l.pool_start.len() {
-            let block = &strings[l.pool_start[p] as usize..(l.pool_start[p] + l.pool_size[p]) as usize];
+            let block =
+                &strings[l.pool_start[p] as usize..(l.pool_start[p] + l.pool_size[p]) as usize];
             let set: std::collections::HashSet<_> = block.iter().collect();
             assert_eq!(set.len(), block.len(), "pool {p}");
         }
@@ -674,7 +747,12 @@ mod tests {
 
     #[test]
     fn bad_template_text_is_rejected() {
-        for bad in ["[VALUE] [NAME] .", "[NAME] is [VALUE]", "[NAME] . is [VALUE] .", "[NAME] is ."] {
+        for bad in [
+            "[VALUE] [NAME] .",
+            "[NAME] is [VALUE]",
+            "[NAME] . is [VALUE] .",
+            "[NAME] is .",
+        ] {
             let c = Config {
                 n_attributes: 1,
                 pool_sizes: vec![5],
@@ -682,13 +760,22 @@ mod tests {
                 templates: Some(vec![vec![bad.into()]]),
                 ..Config::default()
             };
-            assert!(Grammar::new(&c).unwrap_err().to_string().contains("templates"), "{bad}");
+            assert!(
+                Grammar::new(&c)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("templates"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn zipf_prior_is_normalised() {
-        let c = Config { value_prior: ValuePrior::Zipf(1.2), ..Config::default() };
+        let c = Config {
+            value_prior: ValuePrior::Zipf(1.2),
+            ..Config::default()
+        };
         let g = Grammar::new(&c).unwrap();
         for lp in &g.value_log_prob {
             let s: f64 = lp.iter().map(|x| x.exp()).sum();

@@ -41,7 +41,11 @@ fn grammar_info<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'py, 
     d.set_item("pool_size", l.pool_size.clone())?;
     d.set_item("attribute_names", g.attribute_names.clone())?;
     let texts: Vec<Vec<String>> = (0..g.n_attributes())
-        .map(|a| (0..g.templates[a].len()).map(|t| g.template_text(a, t)).collect())
+        .map(|a| {
+            (0..g.templates[a].len())
+                .map(|t| g.template_text(a, t))
+                .collect()
+        })
         .collect();
     d.set_item("templates", texts)?;
     // Skeletons as token ids, with -1 for [NAME] and -2 for [VALUE].
@@ -64,8 +68,11 @@ fn grammar_info<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'py, 
         })
         .collect();
     d.set_item("skeletons", skeletons)?;
-    let logp: Vec<Bound<'py, numpy::PyArray1<f64>>> =
-        g.value_log_prob.iter().map(|v| v.clone().into_pyarray(py)).collect();
+    let logp: Vec<Bound<'py, numpy::PyArray1<f64>>> = g
+        .value_log_prob
+        .iter()
+        .map(|v| v.clone().into_pyarray(py))
+        .collect();
     d.set_item("value_log_prob", logp)?;
     Ok(d)
 }
@@ -74,13 +81,16 @@ fn grammar_info<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'py, 
 #[pyfunction]
 fn vocab(py: Python<'_>, config_json: &str) -> PyResult<Vec<String>> {
     let c = parse_config(config_json)?;
-    py.detach(|| Grammar::new(&c).map(|g| g.vocab_strings())).map_err(config_err)
+    py.detach(|| Grammar::new(&c).map(|g| g.vocab_strings()))
+        .map_err(config_err)
 }
 
 /// The syntax parameters `theta` a configuration implies (explicit, or drawn from its seed).
 #[pyfunction]
 fn theta(config_json: &str) -> PyResult<Vec<Vec<f64>>> {
-    Ok(synknow_core::sampler::draw_theta(&parse_config(config_json)?))
+    Ok(synknow_core::sampler::draw_theta(&parse_config(
+        config_json,
+    )?))
 }
 
 /// Samples a corpus in memory; returns its arrays (numpy, owned by Python, no copy).
@@ -93,7 +103,9 @@ fn sample<'py>(
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let c = parse_config(config_json)?;
-    let corpus = py.detach(|| synknow_core::sample(&c, n_docs, threads)).map_err(to_py)?;
+    let corpus = py
+        .detach(|| synknow_core::sample(&c, n_docs, threads))
+        .map_err(to_py)?;
     let (n, m) = (corpus.n_docs(), c.m());
     let (j, a) = (c.name_parts.len(), c.n_attributes);
     let k = corpus.entities.len();
@@ -105,8 +117,14 @@ fn sample<'py>(
     d.set_item("roles", corpus.roles.into_pyarray(py))?;
     d.set_item("doc_offsets", corpus.doc_offsets.into_pyarray(py))?;
     d.set_item("doc_entity", corpus.doc_entity.into_pyarray(py))?;
-    d.set_item("sentence_attribute", corpus.sentence_attribute.into_pyarray(py).reshape([n, m])?)?;
-    d.set_item("sentence_template", corpus.sentence_template.into_pyarray(py).reshape([n, m])?)?;
+    d.set_item(
+        "sentence_attribute",
+        corpus.sentence_attribute.into_pyarray(py).reshape([n, m])?,
+    )?;
+    d.set_item(
+        "sentence_template",
+        corpus.sentence_template.into_pyarray(py).reshape([n, m])?,
+    )?;
     let e = corpus.entities;
     d.set_item("entity_names", e.names.into_pyarray(py).reshape([k, j])?)?;
     d.set_item("entity_values", e.values.into_pyarray(py).reshape([k, a])?)?;
@@ -132,12 +150,18 @@ fn save_arrays(
     let c = parse_config(config_json)?;
     let mut data = Vec::with_capacity(arrays.len());
     for (name, dtype, shape, bytes) in &arrays {
-        let slice = bytes
-            .as_slice()
-            .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("array '{name}' must be contiguous")))?;
-        data.push(ArrayData { name, dtype, shape: shape.clone(), bytes: slice });
+        let slice = bytes.as_slice().map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!("array '{name}' must be contiguous"))
+        })?;
+        data.push(ArrayData {
+            name,
+            dtype,
+            shape: shape.clone(),
+            bytes: slice,
+        });
     }
-    py.detach(|| corpus_io::write_arrays(&path, &c, &data, overwrite)).map_err(to_py)
+    py.detach(|| corpus_io::write_arrays(&path, &c, &data, overwrite))
+        .map_err(to_py)
 }
 
 /// Generates a corpus straight to disk in shards. `progress(done, total)` is called after each
@@ -171,7 +195,15 @@ fn generate_to_dir(
                 })
             })
         };
-        corpus_io::generate_to_dir(&c, n_docs, shard_docs, threads, &path, overwrite, &mut report)
+        corpus_io::generate_to_dir(
+            &c,
+            n_docs,
+            shard_docs,
+            threads,
+            &path,
+            overwrite,
+            &mut report,
+        )
     });
     // The callback's own exception (KeyboardInterrupt included) wins over the generic abort.
     if let Some(e) = interrupted {
