@@ -17,6 +17,7 @@ import time
 os.environ["TRITON_INTERPRET"] = "0"
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
@@ -29,16 +30,27 @@ te_mod = importlib.import_module("synknow_kernels.token_eval")
 TARGET = GPUTarget("cuda", 90, 32)
 
 
-def _compile(fn, types: dict[str, str], constexprs: dict[str, object], num_warps: int) -> str:
-    names = fn.arg_names
-    signature = {}
-    for name in names:
-        if name in constexprs:
-            signature[name] = "constexpr"
-        else:
-            signature[name] = types.get(name, "i32")
-    src = ASTSource(fn=fn, signature=signature, constexprs=dict(constexprs))
-    k = triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": 2})
+# Mirror Triton's launch-time specialisation for typical contiguous LLM-sized inputs: integer
+# arguments equal to 1 become constants, and pointers plus sizes/strides that are multiples of
+# 16 carry a divisibility hint. Without this, loads look strided and the compiled code (and its
+# register/shared-memory report) would not match what runs on the GPU.
+_ONE = {"stride_hk", "stride_wk", "stride_b", "stride_t", "stride_xv"}
+_DIV16 = {"N", "V", "H", "stride_hn", "stride_wv", "stride_xn", "v_begin", "v_end"}
+
+
+def _compile(
+    fn, types: dict[str, str], constexprs: dict[str, object], num_warps: int, num_stages: int
+) -> str:
+    constexprs = {**constexprs, **{n: 1 for n in fn.arg_names if n in _ONE}}
+    signature = {n: "constexpr" if n in constexprs else types.get(n, "i32") for n in fn.arg_names}
+    attrs = {
+        (i,): [["tt.divisibility", 16]]
+        for i, n in enumerate(fn.arg_names)
+        if n not in constexprs and (signature[n].startswith("*") or n in _DIV16)
+    }
+    src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    options = {"num_warps": num_warps, "num_stages": num_stages}
+    k = triton.compile(src, target=TARGET, options=options)
     return f"smem={k.metadata.shared}B {_ptxas_usage(k.asm['ptx'])}"
 
 
@@ -67,15 +79,16 @@ def _ptxas_usage(ptx: str) -> str:
     return f"regs={regs.group(1) if regs else '?'} spill_stores={spill.group(1) if spill else '?'}"
 
 
+def _split(cfg: dict) -> tuple[dict, int, int]:
+    blocks = {k: v for k, v in cfg.items() if k.startswith("BLOCK_")}
+    return blocks, cfg.get("num_warps", 4), cfg.get("num_stages", 3)
+
+
 def main() -> int:
+    # Use the launch configurations the library itself picks on a GPU.
     cases = []
-    for dt in ("bf16", "fp32"):
-        lce_blocks = (
-            {"BLOCK_M": 128, "BLOCK_V": 128, "BLOCK_K": 64}
-            if dt == "bf16"
-            else {"BLOCK_M": 64, "BLOCK_V": 64, "BLOCK_K": 32}
-        )
-        prec = "tf32" if dt == "bf16" else "ieee"
+    for torch_dt, dt in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
+        prec = lce_mod._dot_precision(torch_dt)
         ptr = {
             "h_ptr": f"*{dt}",
             "w_ptr": f"*{dt}",
@@ -83,13 +96,15 @@ def main() -> int:
             "t_ptr": "*i64",
             "softcap": "fp32",
         }
+        stats = {"lse_ptr": "*fp32", "glse_ptr": "*fp32", "gzt_ptr": "*fp32", "gzsum_ptr": "*fp32"}
         for softcap in (False, True):
             cases.append(
                 (
                     f"lce_fwd {dt} softcap={softcap}",
                     lce_mod._lce_fwd_kernel,
                     {**ptr, "lse_ptr": "*fp32", "zt_ptr": "*fp32", "zsum_ptr": "*fp32"},
-                    {"HAS_BIAS": True, "SOFTCAP": softcap, "DOT_PRECISION": prec, **lce_blocks},
+                    {"HAS_BIAS": True, "SOFTCAP": softcap, "DOT_PRECISION": prec},
+                    lce_mod._config(torch_dt, backward=False),
                 )
             )
             cases.append(
@@ -98,7 +113,7 @@ def main() -> int:
                     lce_mod._lce_bwd_kernel,
                     {
                         **ptr,
-                        **{k: "*fp32" for k in ("lse_ptr", "glse_ptr", "gzt_ptr", "gzsum_ptr")},
+                        **stats,
                         **{k: "*fp32" for k in ("dh_ptr", "dw_ptr", "db_ptr")},
                         "v_begin": "i64",
                         "v_end": "i64",
@@ -111,8 +126,8 @@ def main() -> int:
                         "COMPUTE_DB": True,
                         "GROUP_M": 8,
                         "DOT_PRECISION": prec,
-                        **lce_blocks,
                     },
+                    lce_mod._config(torch_dt, backward=True),
                 )
             )
         cases.append(
@@ -120,50 +135,45 @@ def main() -> int:
                 f"token_eval {dt}",
                 te_mod._token_eval_kernel,
                 {**ptr, "part_ptr": "*fp32", "amax_ptr": "*i64"},
-                {
-                    "HAS_BIAS": True,
-                    "SOFTCAP": True,
-                    "HAS_RANGE": True,
-                    "DOT_PRECISION": prec,
-                    **lce_blocks,
-                },
+                {"HAS_BIAS": True, "SOFTCAP": True, "HAS_RANGE": True, "DOT_PRECISION": prec},
+                te_mod._te_config(torch_dt),
             )
         )
         ce_ptr = {"x_ptr": f"*{dt}", "t_ptr": "*i64", "softcap": "fp32"}
-        for block_m, block_v in ((1, 8192), (2, 4096)):
+        for vocab in (256000, 4096):
             cases.append(
                 (
-                    f"ce_fwd {dt} {block_m}x{block_v}",
+                    f"ce_fwd {dt} V={vocab}",
                     ce_mod._ce_fwd_kernel,
                     {**ce_ptr, "lse_ptr": "*fp32", "zt_ptr": "*fp32", "zsum_ptr": "*fp32"},
-                    {"SOFTCAP": True, "BLOCK_M": block_m, "BLOCK_V": block_v},
+                    {"SOFTCAP": True},
+                    ce_mod._config(vocab),
                 )
             )
             cases.append(
                 (
-                    f"ce_bwd {dt} {block_m}x{block_v}",
+                    f"ce_bwd {dt} V={vocab}",
                     ce_mod._ce_bwd_kernel,
-                    {
-                        **ce_ptr,
-                        **{k: "*fp32" for k in ("lse_ptr", "glse_ptr", "gzt_ptr", "gzsum_ptr")},
-                        "dx_ptr": f"*{dt}",
-                    },
-                    {"SOFTCAP": True, "BLOCK_M": block_m, "BLOCK_V": block_v},
+                    {**ce_ptr, **stats, "dx_ptr": f"*{dt}"},
+                    {"SOFTCAP": True},
+                    ce_mod._config(vocab),
                 )
             )
     only = sys.argv[1:]
     failed = 0
-    for name, fn, types, constexprs in cases:
+    for name, fn, types, constexprs, cfg in cases:
         if only and not any(o in name for o in only):
             continue
+        blocks, warps, stages = _split(cfg)
         t0 = time.perf_counter()
         try:
-            info = _compile(fn, types, constexprs, num_warps=8)
+            info = _compile(fn, types, {**constexprs, **blocks}, warps, stages)
         except Exception as exc:  # report every failing variant, not just the first
             failed += 1
             print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
         else:
-            print(f"ok   {name} {info} ({time.perf_counter() - t0:.1f}s)", flush=True)
+            tile = "x".join(str(v) for v in blocks.values())
+            print(f"ok   {name} tile={tile} warps={warps} {info} ({time.perf_counter() - t0:.1f}s)")
     return 1 if failed else 0
 
 

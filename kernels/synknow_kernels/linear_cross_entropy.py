@@ -1,0 +1,685 @@
+"""Fused linear + cross-entropy: ``loss(hidden @ weight.T + bias, targets)`` without logits.
+
+Layout of this file: the Triton kernels, their launchers, the custom ops (with fake and autograd
+registrations, so ``torch.compile`` treats them as opaque nodes), then the public function.
+
+Design. The forward kernel walks a block of ``BLOCK_M`` tokens across the vocabulary in
+``BLOCK_V`` tiles; each tile of logits is produced by ``tl.dot`` over the hidden dimension in
+fp32 and immediately folded into an online log-sum-exp, the target logit and the sum of logits
+(needed by label smoothing). Only those three fp32 numbers per token leave the kernel. The
+vocabulary can be split over several programs (``NSPLIT``) so that few tokens still fill the GPU;
+the partial results are merged in PyTorch.
+
+The backward kernel gets, per token, the upstream gradients of those three numbers and the saved
+log-sum-exp. Each program recomputes one ``(BLOCK_M, BLOCK_V)`` logits tile, forms
+``dlogits = g_lse * softmax + g_zt * onehot(target) + g_zsum`` (times the softcap derivative)
+and contracts it right away with the weight tile (-> d_hidden) and the hidden tile
+(-> d_weight), adding both into fp32 buffers with atomics. Tiles whose tokens all have zero
+upstream gradient (ignored rows) are skipped. The fp32 weight-gradient buffer covers at most
+``_DW_CHUNK_BYTES`` of vocabulary rows at a time so that a 256k vocabulary does not need a
+second full-size fp32 copy of the weight.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ._dispatch import (
+    assemble_loss,
+    check_float,
+    check_options,
+    check_targets,
+    interpreter_enabled,
+    resolve_impl,
+    tl,
+    triton,
+)
+from .reference import lce_grads_torch, lce_stats_torch
+
+__all__ = ["linear_cross_entropy"]
+
+# Largest fp32 weight-gradient accumulation buffer for 16-bit weights (bytes).
+_DW_CHUNK_BYTES = 1 << 28
+
+
+# --------------------------------------------------------------------------------------------
+# Triton kernels
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _tanh(x):
+    # libdevice tanh is not available in the interpreter, so build it from exp. The exp form
+    # loses relative accuracy near 0 (1 - e^{-2|x|} cancels), where a short odd Taylor series is
+    # exact to fp32 rounding instead.
+    ax = tl.abs(x)
+    e = tl.exp(-2.0 * ax)
+    big = (1.0 - e) / (1.0 + e)
+    x2 = ax * ax
+    small = ax * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))))
+    t = tl.where(ax < 0.2, small, big)
+    return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _logits_tile(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    offs_m,
+    offs_v,
+    row_mask,
+    col_mask,
+    H,
+    stride_hn,
+    stride_hk,
+    stride_wv,
+    stride_wk,
+    stride_b,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """fp32 tile ``softcap(h[offs_m] @ w[offs_v].T + b[offs_v])`` of shape (BLOCK_M, BLOCK_V)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_V), dtype=tl.float32)
+    for k0 in range(0, H, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < H
+        h = tl.load(
+            h_ptr + offs_m[:, None] * stride_hn + offs_k[None, :] * stride_hk,
+            mask=row_mask[:, None] & k_mask[None, :],
+            other=0.0,
+        )
+        # Loaded already transposed, (BLOCK_K, BLOCK_V): any weight stride works.
+        w = tl.load(
+            w_ptr + offs_v[None, :] * stride_wv + offs_k[:, None] * stride_wk,
+            mask=col_mask[None, :] & k_mask[:, None],
+            other=0.0,
+        )
+        acc = tl.dot(h, w, acc, input_precision=DOT_PRECISION)
+    if HAS_BIAS:
+        b = tl.load(b_ptr + offs_v * stride_b, mask=col_mask, other=0.0).to(tl.float32)
+        acc = acc + b[None, :]
+    if SOFTCAP:
+        acc = softcap * _tanh(acc / softcap)
+    return acc
+
+
+@triton.jit
+def _lce_fwd_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    t_ptr,
+    lse_ptr,
+    zt_ptr,
+    zsum_ptr,
+    N,
+    V,
+    H,
+    stride_hn,
+    stride_hk,
+    stride_wv,
+    stride_wk,
+    stride_b,
+    stride_t,
+    blocks_per_split,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    # int64 from the start: row * stride overflows int32 once tokens x hidden > 2^31.
+    pid_m = tl.program_id(0).to(tl.int64)
+    pid_s = tl.program_id(1).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_mask = offs_m < N
+    tgt = tl.load(t_ptr + offs_m * stride_t, mask=row_mask, other=-1).to(tl.int64)
+
+    # A finite "minus infinity" keeps exp(m_old - m_new) and the rescaling free of inf - inf.
+    m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
+    s_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    zt_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    zsum_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+
+    v_begin = pid_s * blocks_per_split * BLOCK_V
+    v_end = tl.minimum(v_begin + blocks_per_split * BLOCK_V, V)
+    for v0 in range(v_begin, v_end, BLOCK_V):
+        offs_v = v0 + tl.arange(0, BLOCK_V)
+        col_mask = offs_v < v_end
+        z = _logits_tile(
+            h_ptr,
+            w_ptr,
+            b_ptr,
+            offs_m,
+            offs_v,
+            row_mask,
+            col_mask,
+            H,
+            stride_hn,
+            stride_hk,
+            stride_wv,
+            stride_wk,
+            stride_b,
+            softcap,
+            HAS_BIAS,
+            SOFTCAP,
+            BLOCK_M,
+            BLOCK_V,
+            BLOCK_K,
+            DOT_PRECISION,
+        )
+        zt_i += tl.sum(tl.where(offs_v[None, :] == tgt[:, None], z, 0.0), axis=1)
+        zsum_i += tl.sum(tl.where(col_mask[None, :], z, 0.0), axis=1)
+        z = tl.where(col_mask[None, :], z, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(z, axis=1))
+        s_i = s_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(z - m_new[:, None]), axis=1)
+        m_i = m_new
+
+    out = pid_s * N + offs_m
+    tl.store(lse_ptr + out, m_i + tl.log(s_i), mask=row_mask)
+    tl.store(zt_ptr + out, zt_i, mask=row_mask)
+    tl.store(zsum_ptr + out, zsum_i, mask=row_mask)
+
+
+@triton.jit
+def _lce_bwd_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    t_ptr,
+    lse_ptr,
+    glse_ptr,
+    gzt_ptr,
+    gzsum_ptr,
+    dh_ptr,
+    dw_ptr,
+    db_ptr,
+    N,
+    H,
+    v_begin,
+    v_end,
+    stride_hn,
+    stride_hk,
+    stride_wv,
+    stride_wk,
+    stride_b,
+    stride_t,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    SOFTCAP: tl.constexpr,
+    COMPUTE_DH: tl.constexpr,
+    COMPUTE_DW: tl.constexpr,
+    COMPUTE_DB: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    # Grouped program order: GROUP_M consecutive programs share one weight tile while walking
+    # token blocks, so weight tiles are reused from L2 instead of re-read from HBM.
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(N, BLOCK_M)
+    num_v = tl.cdiv(v_end - v_begin, BLOCK_V)
+    per_group = GROUP_M * num_v
+    first_m = (pid // per_group) * GROUP_M
+    group_size = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = (first_m + (pid % per_group) % group_size).to(tl.int64)
+    pid_v = ((pid % per_group) // group_size).to(tl.int64)
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_v = v_begin + pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
+    row_mask = offs_m < N
+    col_mask = offs_v < v_end
+
+    g_lse = tl.load(glse_ptr + offs_m, mask=row_mask, other=0.0)
+    g_zt = tl.load(gzt_ptr + offs_m, mask=row_mask, other=0.0)
+    g_zsum = tl.load(gzsum_ptr + offs_m, mask=row_mask, other=0.0)
+    # Ignored rows have all three upstream gradients exactly 0: a tile made only of such rows
+    # contributes nothing, so skip its three matmuls.
+    active = tl.max(tl.abs(g_lse) + tl.abs(g_zt) + tl.abs(g_zsum), axis=0) > 0.0
+    if active:
+        lse = tl.load(lse_ptr + offs_m, mask=row_mask, other=0.0)
+        tgt = tl.load(t_ptr + offs_m * stride_t, mask=row_mask, other=-1).to(tl.int64)
+        z = _logits_tile(
+            h_ptr,
+            w_ptr,
+            b_ptr,
+            offs_m,
+            offs_v,
+            row_mask,
+            col_mask,
+            H,
+            stride_hn,
+            stride_hk,
+            stride_wv,
+            stride_wk,
+            stride_b,
+            softcap,
+            HAS_BIAS,
+            SOFTCAP,
+            BLOCK_M,
+            BLOCK_V,
+            BLOCK_K,
+            DOT_PRECISION,
+        )
+        p = tl.exp(z - lse[:, None])
+        dz = g_lse[:, None] * p + g_zsum[:, None]
+        dz += tl.where(offs_v[None, :] == tgt[:, None], g_zt[:, None], 0.0)
+        if SOFTCAP:
+            zs = z / softcap
+            dz = dz * (1.0 - zs * zs)
+        dz = tl.where(row_mask[:, None] & col_mask[None, :], dz, 0.0)
+        if COMPUTE_DB:
+            tl.atomic_add(db_ptr + offs_v, tl.sum(dz, axis=0), mask=col_mask, sem="relaxed")
+        # The two contractions run on the tensor cores in the input dtype, accumulating in fp32,
+        # like the eager backward of a 16-bit linear layer.
+        dz_in = dz.to(h_ptr.dtype.element_ty)
+        offs_vl = offs_v - v_begin  # row in this launch's weight-gradient chunk
+        for k0 in range(0, H, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            k_mask = offs_k < H
+            if COMPUTE_DH:
+                w = tl.load(
+                    w_ptr + offs_v[:, None] * stride_wv + offs_k[None, :] * stride_wk,
+                    mask=col_mask[:, None] & k_mask[None, :],
+                    other=0.0,
+                )
+                dh = tl.dot(dz_in, w, input_precision=DOT_PRECISION)
+                tl.atomic_add(
+                    dh_ptr + offs_m[:, None] * H + offs_k[None, :],
+                    dh,
+                    mask=row_mask[:, None] & k_mask[None, :],
+                    sem="relaxed",
+                )
+            if COMPUTE_DW:
+                h = tl.load(
+                    h_ptr + offs_m[:, None] * stride_hn + offs_k[None, :] * stride_hk,
+                    mask=row_mask[:, None] & k_mask[None, :],
+                    other=0.0,
+                )
+                dw = tl.dot(tl.trans(dz_in), h, input_precision=DOT_PRECISION)
+                tl.atomic_add(
+                    dw_ptr + offs_vl[:, None] * H + offs_k[None, :],
+                    dw,
+                    mask=col_mask[:, None] & k_mask[None, :],
+                    sem="relaxed",
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # fp32 inputs follow PyTorch's matmul setting (exact fp32 unless the user lowered
+    # torch.set_float32_matmul_precision); the setting is irrelevant for 16-bit inputs.
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
+        return "ieee"
+    return "tf32"
+
+
+def _config(dtype: torch.dtype, backward: bool) -> dict[str, int]:
+    if interpreter_enabled():
+        # Small tiles so that CPU tests cover several vocab/token/hidden blocks per row.
+        return {"BLOCK_M": 32, "BLOCK_V": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 1}
+    # Not timed on a GPU yet: picked so that the sm_90 build (tests/kernels/_compile_sm90.py)
+    # is pipelined, uses wgmma for 16-bit inputs, fits shared memory and spills no registers.
+    # fp_fusion is passed explicitly because Triton warns when it has to pick the default.
+    if dtype == torch.float32:
+        # fp32 "ieee" dots run on FMA units and hold whole tiles in registers: fewer rows in
+        # the backward, which keeps three tiles alive.
+        bm = 32 if backward else 64
+        cfg = {"BLOCK_M": bm, "BLOCK_V": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 2}
+    elif backward:
+        cfg = {"BLOCK_M": 128, "BLOCK_V": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 2}
+    else:
+        cfg = {"BLOCK_M": 128, "BLOCK_V": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}
+    return {**cfg, "enable_fp_fusion": True}
+
+
+def _num_splits(num_m: int, num_v: int, device: torch.device) -> int:
+    if interpreter_enabled() or device.type != "cuda":
+        return min(2, num_v)  # exercise the split merge in CPU tests without many programs
+    # Aim for a few waves of programs; never more splits than vocab blocks.
+    want = 4 * _sm_count(device.index if device.index is not None else 0)
+    return max(1, min(num_v, -(-want // max(1, num_m))))
+
+
+def lce_stats_triton(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    softcap: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n, h = hidden.shape
+    v = weight.shape[0]
+    dev = hidden.device
+    if n == 0:
+        empty = torch.empty(0, dtype=torch.float32, device=dev)
+        return empty, empty.clone(), empty.clone()
+    cfg = _config(hidden.dtype, backward=False)
+    num_m = triton.cdiv(n, cfg["BLOCK_M"])
+    num_v = triton.cdiv(v, cfg["BLOCK_V"])
+    nsplit = _num_splits(num_m, num_v, dev)
+    blocks_per_split = triton.cdiv(num_v, nsplit)
+    nsplit = triton.cdiv(num_v, blocks_per_split)  # every split owns at least one vocab block
+    part = torch.empty((3, nsplit, n), dtype=torch.float32, device=dev)
+    b_arg = bias if bias is not None else hidden  # dummy pointer, never read
+    _lce_fwd_kernel[(num_m, nsplit)](
+        hidden,
+        weight,
+        b_arg,
+        targets,
+        part[0],
+        part[1],
+        part[2],
+        n,
+        v,
+        h,
+        hidden.stride(0),
+        hidden.stride(1),
+        weight.stride(0),
+        weight.stride(1),
+        bias.stride(0) if bias is not None else 0,
+        targets.stride(0),
+        blocks_per_split,
+        softcap,
+        HAS_BIAS=bias is not None,
+        SOFTCAP=softcap > 0.0,
+        DOT_PRECISION=_dot_precision(hidden.dtype),
+        **cfg,
+    )
+    if nsplit == 1:
+        return part[0, 0], part[1, 0], part[2, 0]
+    return torch.logsumexp(part[0], dim=0), part[1].sum(dim=0), part[2].sum(dim=0)
+
+
+def lce_grads_triton(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    lse: torch.Tensor,
+    g_lse: torch.Tensor,
+    g_zt: torch.Tensor,
+    g_zsum: torch.Tensor,
+    softcap: float,
+    need_dh: bool = True,
+    need_dw: bool = True,
+    need_db: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    n, h = hidden.shape
+    v = weight.shape[0]
+    dev = hidden.device
+    need_db = need_db and bias is not None
+    f32 = torch.float32
+    dh_acc = torch.zeros((n, h), dtype=f32, device=dev) if need_dh else None
+    dw_out = torch.empty((v, h), dtype=weight.dtype, device=dev) if need_dw else None
+    db_acc = torch.zeros(v, dtype=f32, device=dev) if need_db else None
+    if n > 0 and (need_dh or need_dw or need_db):
+        cfg = _config(hidden.dtype, backward=True)
+        bv = cfg["BLOCK_V"]
+        if weight.dtype == f32:
+            chunk = v  # accumulate straight into the returned fp32 gradient
+        else:
+            chunk = max(bv, (_DW_CHUNK_BYTES // (4 * max(1, h))) // bv * bv)
+        g_lse, g_zt, g_zsum = (g.contiguous().to(f32) for g in (g_lse, g_zt, g_zsum))
+        lse = lse.contiguous()
+        dummy = g_lse  # placeholder pointer for disabled outputs, never touched
+        for v0 in range(0, v, chunk):
+            v1 = min(v, v0 + chunk)
+            if dw_out is None:
+                dw_acc = dummy
+            elif weight.dtype == f32:
+                dw_out[v0:v1].zero_()
+                dw_acc = dw_out[v0:v1]
+            else:
+                dw_acc = torch.zeros((v1 - v0, h), dtype=f32, device=dev)
+            grid = (triton.cdiv(n, cfg["BLOCK_M"]) * triton.cdiv(v1 - v0, bv),)
+            _lce_bwd_kernel[grid](
+                hidden,
+                weight,
+                bias if bias is not None else dummy,
+                targets,
+                lse,
+                g_lse,
+                g_zt,
+                g_zsum,
+                dh_acc if dh_acc is not None else dummy,
+                dw_acc,
+                db_acc if db_acc is not None else dummy,
+                n,
+                h,
+                v0,
+                v1,
+                hidden.stride(0),
+                hidden.stride(1),
+                weight.stride(0),
+                weight.stride(1),
+                bias.stride(0) if bias is not None else 0,
+                targets.stride(0),
+                softcap,
+                HAS_BIAS=bias is not None,
+                SOFTCAP=softcap > 0.0,
+                COMPUTE_DH=need_dh,
+                COMPUTE_DW=need_dw,
+                COMPUTE_DB=need_db,
+                GROUP_M=8,
+                DOT_PRECISION=_dot_precision(hidden.dtype),
+                **cfg,
+            )
+            if dw_out is not None and weight.dtype != f32:
+                dw_out[v0:v1].copy_(dw_acc)
+    elif dw_out is not None:
+        dw_out.zero_()
+    return (
+        None if dh_acc is None else dh_acc.to(hidden.dtype),
+        dw_out,
+        None if db_acc is None else db_acc.to(bias.dtype),  # type: ignore[union-attr]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Custom ops (opaque to torch.compile) and autograd
+# --------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("synknow_kernels::lce_stats", mutates_args=())
+def _lce_stats_op(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    softcap: float,
+    impl: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if impl == "triton":
+        out = lce_stats_triton(hidden, weight, bias, targets, softcap)
+    else:
+        out = lce_stats_torch(hidden, weight, bias, targets, softcap)
+    # Custom ops must not return views of each other or of inputs.
+    return tuple(t.contiguous().clone() if t._base is not None else t for t in out)  # type: ignore[return-value]
+
+
+@_lce_stats_op.register_fake
+def _(hidden, weight, bias, targets, softcap, impl):
+    dt = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    n = hidden.shape[0]
+    return tuple(hidden.new_empty((n,), dtype=dt) for _ in range(3))
+
+
+@torch.library.custom_op("synknow_kernels::lce_grads", mutates_args=())
+def _lce_grads_op(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    lse: torch.Tensor,
+    g_lse: torch.Tensor,
+    g_zt: torch.Tensor,
+    g_zsum: torch.Tensor,
+    softcap: float,
+    impl: str,
+    need_dh: bool,
+    need_dw: bool,
+    need_db: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    fn = lce_grads_triton if impl == "triton" else lce_grads_torch
+    dh, dw, db = fn(
+        hidden, weight, bias, targets, lse, g_lse, g_zt, g_zsum, softcap, need_dh, need_dw, need_db
+    )
+    # Disabled gradients come back as empty tensors (custom ops cannot return None).
+    empty = hidden.new_empty((0,))
+    return (
+        dh if dh is not None else empty,
+        dw if dw is not None else empty.clone(),
+        db if db is not None else empty.clone(),
+    )
+
+
+@_lce_grads_op.register_fake
+def _(hidden, weight, bias, targets, lse, g_lse, g_zt, g_zsum, softcap, impl, dh, dw, db):
+    dh_t = hidden.new_empty(hidden.shape) if dh else hidden.new_empty((0,))
+    dw_t = weight.new_empty(weight.shape) if dw else hidden.new_empty((0,))
+    db_t = bias.new_empty(bias.shape) if (db and bias is not None) else hidden.new_empty((0,))
+    return dh_t, dw_t, db_t
+
+
+def _setup_context(ctx, inputs, output):
+    hidden, weight, bias, targets, softcap, impl = inputs
+    ctx.save_for_backward(hidden, weight, bias, targets, output[0])
+    ctx.softcap = softcap
+    ctx.impl = impl
+
+
+def _backward(ctx, g_lse, g_zt, g_zsum):
+    hidden, weight, bias, targets, lse = ctx.saved_tensors
+    need_dh, need_dw, need_db = ctx.needs_input_grad[:3]
+    if not (need_dh or need_dw or need_db):
+        return None, None, None, None, None, None
+    g_lse, g_zt, g_zsum = (torch.zeros_like(lse) if g is None else g for g in (g_lse, g_zt, g_zsum))
+    dh, dw, db = _lce_grads_op(
+        hidden,
+        weight,
+        bias,
+        targets,
+        lse,
+        g_lse,
+        g_zt,
+        g_zsum,
+        ctx.softcap,
+        ctx.impl,
+        need_dh,
+        need_dw,
+        need_db and bias is not None,
+    )
+    return (
+        dh if need_dh else None,
+        dw if need_dw else None,
+        db if (need_db and bias is not None) else None,
+        None,
+        None,
+        None,
+    )
+
+
+_lce_stats_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
+    impl: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of ``hidden @ weight.T + bias`` against ``targets``, never forming logits.
+
+    Args:
+        hidden: ``(..., H)`` activations, any strides, float16/bfloat16/float32 (float64 with
+            ``impl="torch"``).
+        weight: ``(V, H)`` classifier / unembedding matrix, same dtype as ``hidden``.
+        targets: ``hidden.shape[:-1]`` int64 or int32 class ids in ``[0, V)`` or
+            ``ignore_index``. Other ids are not checked (that would need a host sync); their
+            target logit reads as 0.
+        bias: optional ``(V,)`` bias, same dtype.
+        ignore_index: target value whose rows contribute 0 loss and 0 gradient.
+        reduction: ``"mean"`` (over non-ignored rows; 0 if all are ignored), ``"sum"`` or
+            ``"none"`` (per-token loss of shape ``targets.shape``).
+        label_smoothing: ``eps`` in ``(1-eps) CE(target) + eps CE(uniform)``, as in
+            :func:`torch.nn.functional.cross_entropy`.
+        z_loss: coefficient of the auxiliary ``lse^2`` term added to each non-ignored row.
+        softcap: if given, logits ``z`` become ``softcap * tanh(z / softcap)`` first.
+        return_lse: also return the per-token float32 log-sum-exp (of the softcapped logits),
+            computed for every row including ignored ones; it is differentiable.
+        impl: ``"auto"`` (Triton on CUDA, PyTorch reference elsewhere; overridden by the
+            ``SYNKNOW_KERNELS_IMPL`` environment variable), ``"triton"`` or ``"torch"``.
+
+    Returns:
+        The float32 loss (float64 for float64 inputs), or ``(loss, lse)`` with ``return_lse``.
+    """
+    check_float("hidden", hidden)
+    check_float("weight", weight)
+    if hidden.dim() < 1:
+        raise ValueError("hidden must have shape (..., H)")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must have shape (V, H), got {tuple(weight.shape)}")
+    v, h = weight.shape
+    if hidden.shape[-1] != h:
+        raise ValueError(f"hidden size mismatch: hidden {tuple(hidden.shape)}, weight {(v, h)}")
+    if v == 0:
+        raise ValueError("weight must have at least one row (vocabulary size 0)")
+    if weight.dtype != hidden.dtype:
+        raise ValueError(f"weight dtype {weight.dtype} != hidden dtype {hidden.dtype}")
+    if weight.device != hidden.device:
+        raise ValueError(f"weight is on {weight.device}, hidden on {hidden.device}")
+    if bias is not None:
+        check_float("bias", bias)
+        if bias.shape != (v,):
+            raise ValueError(f"bias must have shape ({v},), got {tuple(bias.shape)}")
+        if bias.dtype != hidden.dtype or bias.device != hidden.device:
+            raise ValueError("bias must have the dtype and device of hidden")
+    check_targets(targets, hidden.shape[:-1], hidden.device)
+    cap = check_options(reduction, label_smoothing, z_loss, softcap)
+    backend = resolve_impl(impl, hidden, weight, bias)
+
+    token_shape = targets.shape
+    h2 = hidden.reshape(-1, h)
+    t1 = targets.reshape(-1)
+    lse, zt, zsum = _lce_stats_op(h2, weight, bias, t1, cap, backend)
+    loss = assemble_loss(lse, zt, zsum, t1, v, ignore_index, reduction, label_smoothing, z_loss)
+    if reduction == "none":
+        loss = loss.reshape(token_shape)
+    if return_lse:
+        return loss, lse.reshape(token_shape)
+    return loss
