@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from synknow_kernels._dispatch import HAS_TRITON, interpreter_enabled
+
+CUDA = torch.cuda.is_available()
+
+
+def triton_runnable() -> bool:
+    """Triton kernels can run here: on a GPU, or on CPU in the interpreter."""
+    return HAS_TRITON and (CUDA or interpreter_enabled())
+
 
 # Tolerance on top of naive PyTorch's own error, relative to the magnitude of the ground truth.
 TOL = {torch.float32: 2e-6, torch.float64: 1e-12, torch.bfloat16: 2e-2, torch.float16: 4e-3}

@@ -17,9 +17,8 @@ import torch
 # torch.compile/inductor in the GPU tests do not.
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 
-from synknow_kernels._dispatch import HAS_TRITON, interpreter_enabled  # noqa: E402
-
-CUDA = torch.cuda.is_available()
+from _kernel_testing import CUDA, triton_runnable  # noqa: E402
+from synknow_kernels._dispatch import interpreter_enabled  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,11 +28,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def triton_runnable() -> bool:
-    """Triton kernels can run here: on a GPU, or on CPU in the interpreter."""
-    return HAS_TRITON and (CUDA or interpreter_enabled())
 
 
 IMPLS = [
