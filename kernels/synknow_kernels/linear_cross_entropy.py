@@ -85,6 +85,7 @@ def _logits_tile(
     BLOCK_V: tl.constexpr,
     BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr,
 ):
     """fp32 tile ``softcap(h[offs_m] @ w[offs_v].T + b[offs_v])`` of shape (BLOCK_M, BLOCK_V)."""
     acc = tl.zeros((BLOCK_M, BLOCK_V), dtype=tl.float32)
@@ -102,6 +103,9 @@ def _logits_tile(
             mask=col_mask[None, :] & k_mask[:, None],
             other=0.0,
         )
+        if DOT_UPCAST:
+            h = h.to(tl.float32)
+            w = w.to(tl.float32)
         acc = tl.dot(h, w, acc, input_precision=DOT_PRECISION)
     if HAS_BIAS:
         b = tl.load(b_ptr + offs_v * stride_b, mask=col_mask, other=0.0).to(tl.float32)
@@ -137,6 +141,7 @@ def _lce_fwd_kernel(
     BLOCK_V: tl.constexpr,
     BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr,
 ):
     # int64 from the start: row * stride overflows int32 once tokens x hidden > 2^31.
     pid_m = tl.program_id(0).to(tl.int64)
@@ -177,6 +182,7 @@ def _lce_fwd_kernel(
             BLOCK_V,
             BLOCK_K,
             DOT_PRECISION,
+            DOT_UPCAST,
         )
         zt_i += tl.sum(tl.where(offs_v[None, :] == tgt[:, None], z, 0.0), axis=1)
         zsum_i += tl.sum(tl.where(col_mask[None, :], z, 0.0), axis=1)
@@ -225,6 +231,7 @@ def _lce_bwd_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr,
 ):
     # Grouped program order: GROUP_M consecutive programs share one weight tile while walking
     # token blocks, so weight tiles are reused from L2 instead of re-read from HBM.
@@ -272,6 +279,7 @@ def _lce_bwd_kernel(
             BLOCK_V,
             BLOCK_K,
             DOT_PRECISION,
+            DOT_UPCAST,
         )
         p = tl.exp(z - lse[:, None])
         dz = g_lse[:, None] * p + g_zsum[:, None]
@@ -285,6 +293,8 @@ def _lce_bwd_kernel(
         # The two contractions run on the tensor cores in the input dtype, accumulating in fp32,
         # like the eager backward of a 16-bit linear layer.
         dz_in = dz.to(h_ptr.dtype.element_ty)
+        if DOT_UPCAST:
+            dz_in = dz_in.to(tl.float32)  # keeps the 16-bit rounding, see _dot_upcast
         offs_vl = offs_v - v_begin  # row in this launch's weight-gradient chunk
         for k0 in range(0, H, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)
@@ -295,6 +305,8 @@ def _lce_bwd_kernel(
                     mask=col_mask[:, None] & k_mask[None, :],
                     other=0.0,
                 )
+                if DOT_UPCAST:
+                    w = w.to(tl.float32)
                 dh = tl.dot(dz_in, w, input_precision=DOT_PRECISION)
                 tl.atomic_add(
                     dh_ptr + offs_m[:, None] * H + offs_k[None, :],
@@ -308,6 +320,8 @@ def _lce_bwd_kernel(
                     mask=row_mask[:, None] & k_mask[None, :],
                     other=0.0,
                 )
+                if DOT_UPCAST:
+                    h = h.to(tl.float32)
                 dw = tl.dot(tl.trans(dz_in), h, input_precision=DOT_PRECISION)
                 tl.atomic_add(
                     dw_ptr + offs_vl[:, None] * H + offs_k[None, :],
@@ -333,6 +347,14 @@ def _dot_precision(dtype: torch.dtype) -> str:
     if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
         return "ieee"
     return "tf32"
+
+
+def _dot_upcast(dtype: torch.dtype) -> bool:
+    # The Triton interpreter stores bfloat16 as uint16 and its tl.dot multiplies those raw bit
+    # patterns as integers. Under the interpreter, bf16 operands are therefore converted to fp32
+    # right before each dot: products of bf16 values are exact in fp32, so this reproduces the
+    # tensor-core result (bf16 inputs, fp32 accumulation). Compiled kernels never do this.
+    return dtype == torch.bfloat16 and interpreter_enabled()
 
 
 def _config(dtype: torch.dtype, backward: bool) -> dict[str, int]:
@@ -405,6 +427,7 @@ def lce_stats_triton(
         HAS_BIAS=bias is not None,
         SOFTCAP=softcap > 0.0,
         DOT_PRECISION=_dot_precision(hidden.dtype),
+        DOT_UPCAST=_dot_upcast(hidden.dtype),
         **cfg,
     )
     if nsplit == 1:
@@ -484,6 +507,7 @@ def lce_grads_triton(
                 COMPUTE_DB=need_db,
                 GROUP_M=8,
                 DOT_PRECISION=_dot_precision(hidden.dtype),
+                DOT_UPCAST=_dot_upcast(hidden.dtype),
                 **cfg,
             )
             if dw_out is not None and weight.dtype != f32:

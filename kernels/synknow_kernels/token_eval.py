@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ._dispatch import check_float, check_targets, interpreter_enabled, resolve_impl, tl, triton
-from .linear_cross_entropy import _dot_precision, _logits_tile, _num_splits
+from .linear_cross_entropy import _dot_precision, _dot_upcast, _logits_tile, _num_splits
 from .reference import LN2, TokenEvalStats, token_eval_torch
 
 __all__ = ["TokenEvalStats", "token_eval"]
@@ -56,6 +56,7 @@ def _token_eval_kernel(
     BLOCK_V: tl.constexpr,
     BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr,
 ):
     pid_m = tl.program_id(0).to(tl.int64)  # int64 offsets: row * stride may exceed 2^31
     pid_s = tl.program_id(1).to(tl.int64)
@@ -97,6 +98,7 @@ def _token_eval_kernel(
             BLOCK_V,
             BLOCK_K,
             DOT_PRECISION,
+            DOT_UPCAST,
         )
         zt_i += tl.sum(tl.where(offs_v[None, :] == tgt[:, None], z, 0.0), axis=1)
         z = tl.where(col_mask[None, :], z, float("-inf"))
@@ -185,6 +187,7 @@ def token_eval_triton(
             SOFTCAP=softcap > 0.0,
             HAS_RANGE=mass_range is not None,
             DOT_PRECISION=_dot_precision(hidden.dtype),
+            DOT_UPCAST=_dot_upcast(hidden.dtype),
             **cfg,
         )
     # Merge the vocabulary splits (O(nsplit x tokens) work).

@@ -103,7 +103,12 @@ def main() -> int:
                     f"lce_fwd {dt} softcap={softcap}",
                     lce_mod._lce_fwd_kernel,
                     {**ptr, "lse_ptr": "*fp32", "zt_ptr": "*fp32", "zsum_ptr": "*fp32"},
-                    {"HAS_BIAS": True, "SOFTCAP": softcap, "DOT_PRECISION": prec},
+                    {
+                        "HAS_BIAS": True,
+                        "SOFTCAP": softcap,
+                        "DOT_PRECISION": prec,
+                        "DOT_UPCAST": False,
+                    },
                     lce_mod._config(torch_dt, backward=False),
                 )
             )
@@ -126,6 +131,7 @@ def main() -> int:
                         "COMPUTE_DB": True,
                         "GROUP_M": 8,
                         "DOT_PRECISION": prec,
+                        "DOT_UPCAST": False,
                     },
                     lce_mod._config(torch_dt, backward=True),
                 )
@@ -135,7 +141,13 @@ def main() -> int:
                 f"token_eval {dt}",
                 te_mod._token_eval_kernel,
                 {**ptr, "part_ptr": "*fp32", "amax_ptr": "*i64"},
-                {"HAS_BIAS": True, "SOFTCAP": True, "HAS_RANGE": True, "DOT_PRECISION": prec},
+                {
+                    "HAS_BIAS": True,
+                    "SOFTCAP": True,
+                    "HAS_RANGE": True,
+                    "DOT_PRECISION": prec,
+                    "DOT_UPCAST": False,
+                },
                 te_mod._te_config(torch_dt),
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _kernel_testing import assert_no_worse, leaf, naive_linear_loss
+from _kernel_testing import assert_no_worse, assert_no_worse_16bit, leaf, naive_linear_loss
 from synknow_kernels import linear_cross_entropy
 
 N, H, V = 252, 123, 507
@@ -122,6 +122,28 @@ OPTION_SETS = {
 def test_matches_float64(impl, device, opts):
     hid, w, b, t = _data()
     check_lce(impl, device, hid, w, b, t, **opts)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16bit_inputs(impl, device, dtype):
+    """bf16/fp16 on small shapes (the interpreter emulates the tensor-core dot exactly)."""
+    hid, w, b, t = _data(n=130, v=300)
+    opts = {"label_smoothing": 0.1, "z_loss": 1e-4, "softcap": 30.0}
+    res = []
+    for kind, dt in (("ours", dtype), ("naive", dtype), ("truth", torch.float64)):
+        # Round to the 16-bit dtype first so that all three see the same input values.
+        leaves = [leaf(x.to(dtype).to(device, dt)) for x in (hid, w, b)]
+        tt = t.to(device)
+        if kind == "ours":
+            loss = linear_cross_entropy(leaves[0], leaves[1], tt, leaves[2], impl=impl, **opts)
+        else:
+            loss = naive_linear_loss(leaves[0], leaves[1], leaves[2], tt, **opts)
+        loss.backward()
+        res.append((loss.detach(), *(x.grad for x in leaves)))
+    for i, name in enumerate(("loss", "d_hidden", "d_weight", "d_bias")):
+        if i:
+            assert res[0][i].dtype == dtype
+        assert_no_worse_16bit(name, res[0][i], res[1][i], res[2][i])
 
 
 def test_no_bias(impl, device):
