@@ -1,0 +1,301 @@
+"""Evaluation on the test split (SPEC 3.6): loss in bits by role and by entity-frequency bucket,
+knowledge accuracy on value tokens (with the tie rule), confidence and value-probability mass.
+
+Each test document is scored on its own (one row, positions from 0), as the Bayes predictor
+scores it against the frozen training prefix (SPEC 4.4). Per-token statistics come from
+``synknow_kernels.token_eval`` (no logit matrix); the exact logits are formed only for the few
+value positions whose target ties the maximum probability, to count the ties.
+
+Conventions (the same denominators as the Bayes reference):
+
+* ``bits_per_token`` = summed code length of the predicted tokens / all tokens of the documents,
+  ``BOS`` included (it is given, so it costs 0 bits); ``bits_per_doc`` = the same sum per document;
+  ``loss_bits`` = the mean over predicted tokens only (the training loss in bits).
+* by role: ``special`` counts ``BOS`` (0 bits) and ``EOS``; ``syntax``, ``name``, ``value`` their
+  tokens.
+* knowledge accuracy: credit ``1/k`` at a value position when the true value is among the ``k``
+  tokens tied for the maximum probability, else 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from synknow.corpus import ROLE_NAMES, Corpus
+from synknow.train.data import IGNORE, EvalData, bucket_label
+from synknow.train.model import GPT, kernels
+
+__all__ = ["evaluate", "token_stats", "bayes_reference", "format_report", "ROLE_VALUE"]
+
+ROLE_SPECIAL, ROLE_VALUE = 0, 3
+_TIE_SLACK_BITS = 1e-4  # rows whose target is this close to the max probability get exact logits
+
+
+def token_stats(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    value_range: tuple[int, int],
+    *,
+    impl: str = "auto",
+) -> dict[str, torch.Tensor]:
+    """Per-token statistics of ``softmax(hidden @ weight.T)`` against ``targets`` (1-D rows).
+
+    Returns float64 CPU tensors ``nll_bits``, ``entropy_bits``, ``max_prob``, ``value_mass``
+    (probability on ``value_range``), int64 ``argmax``, and ``top_credit``: ``1/k`` when the
+    target is among the ``k`` tokens tied for the maximum, else 0.
+    """
+    hidden = hidden.float()
+    weight = weight.float()
+    if kernels is not None:
+        s = kernels.token_eval(hidden, weight, targets, mass_range=value_range, impl=impl)
+        out = {
+            "nll_bits": s.nll_bits,
+            "entropy_bits": s.entropy_bits,
+            "max_prob": s.max_prob,
+            "argmax": s.argmax,
+            "value_mass": s.range_mass,
+        }
+    else:  # pragma: no cover - only without synknow_kernels
+        out = _token_stats_torch(hidden, weight, targets, value_range)
+    out = {k: v.detach().cpu() for k, v in out.items()}
+    out = {k: (v if k == "argmax" else v.double()) for k, v in out.items()}
+    # Candidates for a (possibly tied) top-1 hit: target probability within slack of the max.
+    gap = out["nll_bits"] + torch.log2(out["max_prob"])
+    candidates = torch.nonzero(gap <= _TIE_SLACK_BITS).flatten()
+    credit = torch.zeros(len(targets), dtype=torch.float64)
+    for lo in range(0, len(candidates), 4096):
+        rows = candidates[lo : lo + 4096].to(hidden.device)
+        z = hidden[rows] @ weight.t()
+        tied = z == z.max(dim=1, keepdim=True).values
+        hit = tied.gather(1, targets[rows].unsqueeze(1)).squeeze(1)
+        credit[rows.cpu()] = (hit.double() / tied.sum(dim=1).double()).cpu()
+    out["top_credit"] = credit
+    return out
+
+
+def _token_stats_torch(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, value_range: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    parts: dict[str, list[torch.Tensor]] = {}
+    lo, hi = value_range
+    for i in range(0, hidden.shape[0], 4096):
+        logp = torch.log_softmax(hidden[i : i + 4096] @ weight.t(), dim=-1)
+        p = logp.exp()
+        t = targets[i : i + 4096]
+        vals = {
+            "nll_bits": -logp.gather(1, t.unsqueeze(1)).squeeze(1) / math.log(2),
+            "entropy_bits": -(p * logp).sum(1) / math.log(2),
+            "max_prob": p.max(1).values,
+            "argmax": p.argmax(1),
+            "value_mass": p[:, lo:hi].sum(1),
+        }
+        for k, v in vals.items():
+            parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: GPT,
+    corpus: Corpus,
+    n_train: int,
+    n_test: int,
+    *,
+    max_docs: int | None = None,
+    batch_size: int = 64,
+    autocast_dtype: torch.dtype | None = None,
+    impl: str = "auto",
+    per_token: bool = False,
+    bayes: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Scores the test split (the last ``n_test`` documents) against a model trained on the
+    first ``n_train`` documents.
+
+    Args:
+        max_docs: score only the first ``max_docs`` test documents (periodic evaluation).
+        autocast_dtype: run the transformer body under autocast (e.g. ``torch.bfloat16`` on a
+            GPU); the output head and the statistics are always computed in float32.
+        per_token: also return ``"tokens"``: per predicted token arrays (``doc``, ``position``,
+            ``target``, ``role``, ``count``, ``bucket``, ``nll_bits``, ``entropy_bits``,
+            ``max_prob``, ``argmax``, ``value_mass``, ``credit``; ``credit`` is NaN off value
+            tokens).
+        bayes: include the Bayes-optimal reference (:func:`bayes_reference`) when available.
+
+    Returns:
+        A JSON-serialisable dict: ``n_train``, ``n_test``, ``n_docs``, ``n_tokens``,
+        ``bits_per_token``, ``bits_per_doc``, ``loss_bits``, ``roles`` (per role ``tokens``,
+        ``bits``), ``value`` (``accuracy``, ``confidence``, ``mass``, ``entropy_bits``,
+        ``bits``), ``buckets`` (per frequency bucket label: ``docs``, ``tokens``,
+        ``bits_per_token``, ``value_tokens``, ``value_bits``, ``value_accuracy``,
+        ``value_confidence``, ``value_mass``, ``min_count``), and ``bayes`` (or ``None``).
+    """
+    cfg = model.config
+    data = EvalData(corpus, n_train, n_test, max_docs=max_docs, context_length=cfg.context_length)
+    if cfg.vocab_size != len(corpus.vocab):
+        raise ValueError(
+            f"vocabulary mismatch: the model has {cfg.vocab_size} tokens, the corpus "
+            f"{len(corpus.vocab)}"
+        )
+    vr = corpus.vocab.value_range
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    cols: dict[str, list[np.ndarray]] = {}
+    batches = data.batches(batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, total=-(-len(data) // batch_size), desc="eval", unit="batch")
+    try:
+        for batch in batches:
+            tokens = batch.tokens.to(device)
+            targets = batch.targets.to(device)
+            with torch.autocast(
+                device.type,
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
+            ):
+                hidden = model(tokens)
+            mask = targets != IGNORE
+            stats = token_stats(
+                hidden[mask], model.head_weight, targets[mask], (vr.start, vr.stop), impl=impl
+            )
+            rows, pos = np.nonzero(batch.targets.numpy() != IGNORE)
+            add = {
+                "doc": batch.docs[rows],
+                "position": pos + 1,  # the target's position in its document
+                "target": batch.targets.numpy()[rows, pos],
+                "role": batch.roles[rows, pos].astype(np.int64),
+                "count": batch.count[rows],
+                "bucket": batch.bucket[rows],
+                **{k: v.numpy() for k, v in stats.items()},
+            }
+            for k, v in add.items():
+                cols.setdefault(k, []).append(v)
+    finally:
+        model.train(was_training)
+    tok = {k: np.concatenate(v) for k, v in cols.items()}
+    is_value = tok["role"] == ROLE_VALUE
+    tok["credit"] = np.where(is_value, tok.pop("top_credit"), np.nan)
+    report = _aggregate(tok, data)
+    report["bayes"] = bayes_reference(corpus, data.n_train, n_test, max_docs) if bayes else None
+    if per_token:
+        report["tokens"] = tok
+    return report
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(np.mean(x)) if len(x) else None
+
+
+def _aggregate(tok: dict[str, np.ndarray], data: EvalData) -> dict[str, Any]:
+    nll = tok["nll_bits"]
+    role = tok["role"]
+    n_docs, n_tokens = len(data), data.n_tokens
+    value = role == ROLE_VALUE
+    roles: dict[str, dict[str, Any]] = {}
+    for r, name in enumerate(ROLE_NAMES):
+        sel = role == r
+        # BOS of every document is a special token that costs 0 bits (given, not predicted).
+        count = int(sel.sum()) + (n_docs if r == ROLE_SPECIAL else 0)
+        roles[name] = {
+            "tokens": count,
+            "bits": float(nll[sel].sum() / count) if count else None,
+        }
+    buckets: dict[str, dict[str, Any]] = {}
+    for b in np.unique(data.bucket).tolist():
+        doc_sel = data.bucket == b
+        sel = tok["bucket"] == b
+        vsel = sel & value
+        tokens_b = int(data.lengths[doc_sel].sum())
+        buckets[bucket_label(b)] = {
+            "min_count": 0 if b == 0 else 1 << (b - 1),
+            "docs": int(doc_sel.sum()),
+            "tokens": tokens_b,
+            "bits_per_token": float(nll[sel].sum() / tokens_b),
+            "value_tokens": int(vsel.sum()),
+            "value_bits": _mean(nll[vsel]),
+            "value_accuracy": _mean(tok["credit"][vsel]),
+            "value_confidence": _mean(tok["max_prob"][vsel]),
+            "value_mass": _mean(tok["value_mass"][vsel]),
+        }
+    return {
+        "n_train": data.n_train,
+        "n_test_docs": n_docs,
+        "n_tokens": n_tokens,
+        "bits_per_token": float(nll.sum() / n_tokens),
+        "bits_per_doc": float(nll.sum() / n_docs),
+        "loss_bits": float(nll.mean()),
+        "roles": roles,
+        "value": {
+            "tokens": int(value.sum()),
+            "bits": _mean(nll[value]),
+            "accuracy": _mean(tok["credit"][value]),
+            "confidence": _mean(tok["max_prob"][value]),
+            "mass": _mean(tok["value_mass"][value]),
+            "entropy_bits": _mean(tok["entropy_bits"][value]),
+        },
+        "buckets": buckets,
+    }
+
+
+def bayes_reference(
+    corpus: Corpus, n_train: int, n_test: int, max_docs: int | None = None
+) -> dict[str, Any] | None:
+    """The Bayes-optimal code lengths of the same test documents given the first ``n_train``
+    (SPEC 4.4), when the code-length engine is available (``synknow.bayes_curve``); else
+    ``None``. The hook for :func:`evaluate`."""
+    import synknow
+
+    curve: Callable[..., Any] | None = getattr(synknow, "bayes_curve", None)
+    if curve is None:
+        return None
+    return _bayes_from_curve(curve, corpus, n_train, n_test, max_docs)
+
+
+def _bayes_from_curve(
+    curve: Callable[..., Any], corpus: Corpus, n_train: int, n_test: int, max_docs: int | None
+) -> dict[str, Any] | None:  # pragma: no cover - filled in when synknow.bayes_curve lands
+    return None
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A plain-text table of an :func:`evaluate` report."""
+
+    def f(x: float | None, spec: str = ".4f") -> str:
+        return "-" if x is None else format(x, spec)
+
+    lines = [
+        f"test docs {report['n_test_docs']}, tokens {report['n_tokens']}, "
+        f"n_train {report['n_train']}",
+        f"bits/token {f(report['bits_per_token'])}   bits/doc {f(report['bits_per_doc'], '.2f')}"
+        f"   loss (bits/predicted token) {f(report['loss_bits'])}",
+        "",
+        f"{'role':<9}{'tokens':>9}{'bits':>10}",
+    ]
+    bayes = report.get("bayes") or {}
+    for name, r in report["roles"].items():
+        extra = ""
+        if bayes.get("roles", {}).get(name) is not None:
+            extra = f"   (Bayes {f(bayes['roles'][name])})"
+        lines.append(f"{name:<9}{r['tokens']:>9}{f(r['bits']):>10}{extra}")
+    v = report["value"]
+    lines += [
+        "",
+        f"value tokens: accuracy {f(v['accuracy'])}, confidence {f(v['confidence'])}, "
+        f"mass on values {f(v['mass'])}, entropy {f(v['entropy_bits'])} bits",
+        "",
+        f"{'bucket':<9}{'docs':>7}{'bits/tok':>10}{'val bits':>10}{'val acc':>9}{'conf':>8}",
+    ]
+    for label, b in report["buckets"].items():
+        lines.append(
+            f"{label:<9}{b['docs']:>7}{f(b['bits_per_token']):>10}{f(b['value_bits']):>10}"
+            f"{f(b['value_accuracy'], '.3f'):>9}{f(b['value_confidence'], '.3f'):>8}"
+        )
+    return "\n".join(lines)
