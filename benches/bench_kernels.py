@@ -1,0 +1,484 @@
+#!/usr/bin/env python
+"""Benchmark synknow_kernels.linear_cross_entropy against every baseline available in this run.
+
+Measures, per shape (tokens x hidden x vocab, bf16 by default) and method: forward, backward and
+forward+backward wall time (median over repeats, CUDA events), the peak CUDA memory of one
+forward+backward on top of the inputs, and effective TFLOP/s of forward+backward counted as the
+model's ``6 * tokens * hidden * vocab`` flops (recomputation not counted), also as a fraction of
+a dense peak (989 TFLOP/s, H100 SXM bf16, by default).
+
+Methods: ``synknow`` (Triton), ``eager`` (F.linear + F.cross_entropy on fp32 logits),
+``compile`` (the same under torch.compile), ``torch_lce`` / ``torch_lce_chunked`` (PyTorch's own
+F.linear_cross_entropy, reference and chunked paths, when the installed version has it),
+``liger`` (Liger-Kernel) and ``cce`` (cut-cross-entropy) when installed, and ``synknow_torch``
+(our chunked PyTorch fallback) on request. Baselines are imported, never vendored; a method that
+is missing, fails or runs out of memory is recorded as such and the run goes on.
+
+Results go to ``benches/results/kernels_<device>_<utc-time>.json`` (device name, versions, date,
+git commit, every measurement) and a PNG next to it.
+
+    python benches/bench_kernels.py                      # all shapes, all available methods
+    python benches/bench_kernels.py --shapes llm --repeats 20
+    python benches/bench_kernels.py --methods synknow,eager,compile --shapes small
+    python benches/bench_kernels.py --cpu-smoke --out /tmp/smoke.json   # no GPU: tiny CPU run
+
+Without a CUDA device the script prints a message and exits 0; ``--cpu-smoke`` instead runs a
+tiny CPU comparison (our torch fallback vs eager) that exercises the harness and output files,
+labelled as CPU numbers, which must never be read as GPU results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "kernels"))  # run from a checkout without installing the package
+
+import synknow_kernels  # noqa: E402
+
+SHAPES = {
+    # small-GPT shapes used by synknow's scaling experiments: 65536 tokens per step
+    "small": [
+        ("gpt-256x4k", 65536, 256, 4096),
+        ("gpt-512x16k", 65536, 512, 16384),
+        ("gpt-768x50k", 65536, 768, 50257),
+        ("gpt-1024x50k", 65536, 1024, 50257),
+    ],
+    # standard LLM heads
+    "llm": [
+        ("gemma2-2b", 8192, 2304, 256000),
+        ("llama3-8b", 16384, 4096, 128256),
+    ],
+    # CPU smoke test only
+    "tiny": [("tiny", 512, 64, 1000), ("tiny-oddvocab", 384, 96, 3001)],
+}
+DEFAULT_METHODS = (
+    "synknow",
+    "eager",
+    "compile",
+    "torch_lce",
+    "torch_lce_chunked",
+    "liger",
+    "cce",
+)
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# Methods
+# --------------------------------------------------------------------------------------------
+
+
+def _eager(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(F.linear(h, w).float(), t)
+
+
+def make_method(name: str) -> tuple[Loss | None, str]:
+    """Return (loss function, note); the function is None when the method is unavailable."""
+    if name == "synknow":
+        return (lambda h, w, t: synknow_kernels.linear_cross_entropy(h, w, t, impl="triton")), ""
+    if name == "synknow_torch":
+        return (lambda h, w, t: synknow_kernels.linear_cross_entropy(h, w, t, impl="torch")), ""
+    if name == "eager":
+        return _eager, ""
+    if name == "compile":
+        return torch.compile(_eager, dynamic=False), ""
+    if name in ("torch_lce", "torch_lce_chunked"):
+        if not hasattr(F, "linear_cross_entropy"):
+            return None, f"torch {torch.__version__} has no F.linear_cross_entropy"
+        if name == "torch_lce":
+            return (lambda h, w, t: F.linear_cross_entropy(h, w, t)), "options=None"
+        opts_cls = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+        if opts_cls is None:
+            return None, "no torch.nn.LinearCrossEntropyOptions"
+        opts = opts_cls()
+        return (lambda h, w, t: F.linear_cross_entropy(h, w, t, options=opts)), "default options"
+    if name == "liger":
+        try:
+            from liger_kernel.transformers.fused_linear_cross_entropy import (
+                LigerFusedLinearCrossEntropyLoss,
+            )
+        except ImportError as exc:
+            return None, f"liger-kernel not importable ({exc})"
+        loss_fn = LigerFusedLinearCrossEntropyLoss()
+        return (lambda h, w, t: loss_fn(w, h, t)), ""
+    if name == "cce":
+        try:
+            from cut_cross_entropy import linear_cross_entropy as cce_lce
+        except ImportError as exc:
+            return None, f"cut-cross-entropy not importable ({exc})"
+        return (lambda h, w, t: cce_lce(h, w, t)), ""
+    raise SystemExit(f"unknown method {name!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+
+
+class Timer:
+    """CUDA events on a GPU, perf_counter (after no sync) on CPU."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+
+    def measure(self, before: Callable[[], object], fn: Callable[[], object]) -> float:
+        """Milliseconds spent in ``fn`` (``before`` runs first, untimed)."""
+        before()
+        if self.cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+
+def bench_one(
+    loss_fn: Loss,
+    h: torch.Tensor,
+    w: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    warmup: int,
+    repeats: int,
+    cuda: bool,
+) -> dict[str, float | None]:
+    timer = Timer(cuda)
+    state: dict[str, torch.Tensor | None] = {"loss": None}
+
+    def clear() -> None:
+        h.grad = None
+        w.grad = None
+        state["loss"] = None
+
+    def fwd() -> None:
+        state["loss"] = loss_fn(h, w, t)
+
+    def bwd() -> None:
+        state["loss"].backward()  # type: ignore[union-attr]
+
+    def fwd_bwd() -> None:
+        loss_fn(h, w, t).backward()
+
+    for _ in range(warmup):
+        clear()
+        fwd_bwd()
+    clear()
+    loss_value = float(loss_fn(h, w, t).detach().float())
+    fwd_ms, bwd_ms, both_ms = [], [], []
+    for _ in range(repeats):
+        fwd_ms.append(timer.measure(clear, fwd))
+        bwd_ms.append(timer.measure(lambda: None, bwd))
+        both_ms.append(timer.measure(clear, fwd_bwd))
+    clear()
+
+    peak = None
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fwd_bwd()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        clear()
+    # The hidden and weight gradients are outputs every method must allocate; what is left is
+    # the memory the loss itself needs (logits, softmax, buffers).
+    grad_bytes = h.numel() * h.element_size() + w.numel() * w.element_size()
+    return {
+        "fwd_ms": statistics.median(fwd_ms),
+        "bwd_ms": statistics.median(bwd_ms),
+        "fwd_bwd_ms": statistics.median(both_ms),
+        "peak_mem_bytes": peak,
+        "grad_bytes": grad_bytes,
+        "loss_mem_bytes": None if peak is None else peak - grad_bytes,
+        "loss": loss_value,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Environment description
+# --------------------------------------------------------------------------------------------
+
+
+def _version(mod: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(mod)
+    except Exception:
+        return None
+
+
+def _git_commit() -> dict[str, object]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+def environment(cuda: bool) -> dict[str, object]:
+    env: dict[str, object] = {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "triton": _version("triton"),
+        "synknow_kernels": synknow_kernels.__version__,
+        "liger_kernel": _version("liger-kernel"),
+        "cut_cross_entropy": _version("cut-cross-entropy"),
+    }
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        env.update(
+            device=torch.cuda.get_device_name(0),
+            capability=f"{props.major}.{props.minor}",
+            sm_count=props.multi_processor_count,
+            memory_bytes=props.total_memory,
+            cuda=torch.version.cuda,
+        )
+    else:
+        env.update(device=f"CPU ({platform.processor() or platform.machine()})", cuda=None)
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+
+
+def write_plot(results: list[dict], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no PNG written")
+        return False
+    shapes = list(dict.fromkeys(r["shape"] for r in results))
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    panels = [("fwd_bwd_ms", "forward+backward (ms)", 1.0)]
+    if any(r.get("peak_mem_bytes") for r in results):  # CUDA runs only
+        panels.append(("peak_mem_bytes", "peak memory (GiB)", 2**-30))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(len(panels) * max(4.5, 1.1 * len(shapes) + 3), 4.5), squeeze=False
+    )
+    axes = axes[0]
+    width = 0.8 / max(1, len(methods))
+    for ax, (key, label, scale) in zip(axes, panels, strict=True):
+        for j, m in enumerate(methods):
+            ys = []
+            for s in shapes:
+                row = next((r for r in results if r["shape"] == s and r["method"] == m), None)
+                v = None if row is None else row.get(key)
+                ys.append(math.nan if v is None else v * scale)
+            xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(shapes))]
+            ax.bar(xs, ys, width=width, label=m)
+        ax.set_xticks(range(len(shapes)))
+        ax.set_xticklabels(shapes, rotation=20, ha="right")
+        ax.set_ylabel(label)
+        if any(r.get(key) for r in results):
+            ax.set_yscale("log")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def print_table(results: list[dict]) -> None:
+    head = f"{'shape':<16}{'method':<19}{'fwd ms':>9}{'bwd ms':>9}{'f+b ms':>9}"
+    head += f"{'TFLOP/s':>9}{'%peak':>7}{'lossGiB':>9}{'vs eager':>9}  status"
+    print(head)
+    for r in results:
+
+        def fmt(v, spec):
+            if isinstance(v, (int, float)):
+                return format(v, spec)
+            return "-".rjust(int(spec.split(".")[0]))
+
+        mem = r.get("loss_mem_bytes")
+        print(
+            f"{r['shape']:<16}{r['method']:<19}{fmt(r.get('fwd_ms'), '9.2f')}"
+            f"{fmt(r.get('bwd_ms'), '9.2f')}{fmt(r.get('fwd_bwd_ms'), '9.2f')}"
+            f"{fmt(r.get('tflops_fwd_bwd'), '9.1f')}"
+            f"{fmt(None if r.get('frac_peak') is None else 100 * r['frac_peak'], '7.1f')}"
+            f"{fmt(None if mem is None else mem / 2**30, '9.2f')}"
+            f"{fmt(r.get('mem_vs_eager'), '9.3f')}  {r['status']}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", default="small,llm", help="comma list of: small, llm, tiny")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of methods")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="dense peak for --dtype")
+    p.add_argument("--out", type=Path, default=None, help="JSON path (PNG written next to it)")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="no GPU needed: tiny shapes, synknow_torch vs eager on CPU (harness check only)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cuda = torch.cuda.is_available()
+    if args.cpu_smoke:
+        cuda = False
+        args.shapes, args.dtype = "tiny", "float32"
+        if args.methods == ",".join(DEFAULT_METHODS):
+            args.methods = "synknow_torch,eager"
+        args.repeats, args.warmup = min(args.repeats, 3), min(args.warmup, 1)
+    elif not cuda:
+        print(
+            "bench_kernels: no CUDA device, so there is nothing to benchmark here (the Triton "
+            "kernels need a GPU; CPU timings would say nothing about them).\n"
+            "On a GPU machine run:  python benches/bench_kernels.py\n"
+            "To check the harness on CPU:  python benches/bench_kernels.py --cpu-smoke --out "
+            "/tmp/bench_smoke.json"
+        )
+        return 0
+
+    dtype = getattr(torch, args.dtype)
+    device = torch.device("cuda" if cuda else "cpu")
+    env = environment(cuda)
+    methods = [m for m in args.methods.split(",") if m]
+    shapes = [s for group in args.shapes.split(",") for s in SHAPES[group]]
+    print(f"device: {env['device']}  torch {env['torch']}  triton {env['triton']}")
+
+    results: list[dict] = []
+    for shape_name, n, hdim, v in shapes:
+        gen = torch.Generator(device=device).manual_seed(0)
+        h = (torch.randn(n, hdim, generator=gen, device=device) * 0.5).to(dtype)
+        w = (torch.randn(v, hdim, generator=gen, device=device) * hdim**-0.5).to(dtype)
+        t = torch.randint(0, v, (n,), generator=gen, device=device)
+        h.requires_grad_(True)
+        w.requires_grad_(True)
+        flops = 6.0 * n * hdim * v
+        for m in methods:
+            row: dict[str, object] = {
+                "shape": shape_name,
+                "tokens": n,
+                "hidden": hdim,
+                "vocab": v,
+                "dtype": args.dtype,
+                "method": m,
+            }
+            fn, note = make_method(m)
+            row["note"] = note
+            if fn is None:
+                row["status"] = "unavailable"
+                results.append(row)
+                continue
+            try:
+                row.update(
+                    bench_one(fn, h, w, t, warmup=args.warmup, repeats=args.repeats, cuda=cuda)
+                )
+                row["status"] = "ok"
+                row["tflops_fwd_bwd"] = flops / (row["fwd_bwd_ms"] * 1e-3) / 1e12  # type: ignore[operator]
+                row["frac_peak"] = row["tflops_fwd_bwd"] / args.peak_tflops if cuda else None  # type: ignore[operator]
+            except torch.cuda.OutOfMemoryError:
+                row["status"] = "oom"
+            except Exception as exc:  # record and go on: one broken baseline must not end the run
+                row["status"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            finally:
+                h.grad = None
+                w.grad = None
+                if cuda:
+                    torch.cuda.empty_cache()
+            results.append(row)
+            print(f"  {shape_name} {m}: {row['status']}", flush=True)
+        eager = next(
+            (r for r in results if r["shape"] == shape_name and r["method"] == "eager"), None
+        )
+        for r in results:
+            if r["shape"] != shape_name or r.get("status") != "ok":
+                continue
+            if eager and eager.get("status") == "ok":
+                if eager.get("loss_mem_bytes"):
+                    r["mem_vs_eager"] = r["loss_mem_bytes"] / eager["loss_mem_bytes"]
+                r["speedup_vs_eager"] = eager["fwd_bwd_ms"] / r["fwd_bwd_ms"]
+                r["loss_rel_diff_vs_eager"] = abs(r["loss"] - eager["loss"]) / abs(eager["loss"])
+        del h, w, t
+
+    print()
+    print_table(results)
+    out = args.out
+    if out is None and not args.cpu_smoke:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", str(env["device"])).strip("-").lower()
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = REPO / "benches" / "results" / f"kernels_{slug}_{stamp}.json"
+    if out is None:
+        print("\n(--cpu-smoke without --out: nothing written)")
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "synknow_kernels.linear_cross_entropy",
+        "kind": "cpu-smoke (not GPU results)" if args.cpu_smoke else "gpu",
+        "environment": env,
+        "settings": {
+            "dtype": args.dtype,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "peak_tflops": args.peak_tflops,
+            "flops_counted": "6 * tokens * hidden * vocab per forward+backward",
+            "timing": "median of repeats; CUDA events" if cuda else "median; perf_counter",
+            "peak_mem": "peak_mem_bytes: max_memory_allocated during one fwd+bwd minus memory "
+            "allocated before (includes the hidden and weight gradients); loss_mem_bytes: the "
+            "same minus the size of those two gradients; mem_vs_eager: ratio of loss_mem_bytes",
+            "argv": sys.argv[1:] if argv is None else argv,
+            "env_overrides": {k: v for k, v in os.environ.items() if k.startswith("SYNKNOW_")},
+        },
+        "results": results,
+    }
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    if not args.no_plot:
+        title = f"{env['device']} - {args.dtype} - linear cross-entropy fwd+bwd"
+        if args.cpu_smoke:
+            title += " (CPU smoke test, not GPU results)"
+        if write_plot(results, out.with_suffix(".png"), title):
+            print(f"wrote {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
