@@ -1,0 +1,120 @@
+"""Windows, splits and evaluation batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import synknow
+from _train_testing import small_bios
+from synknow.train import EvalData, TrainData, bucket_label, frequency_bucket
+from synknow.train.data import BOS, IGNORE, check_split
+
+
+def docs_of_epoch(data: TrainData, epoch: int) -> list[int]:
+    w = data.windows_per_epoch
+    return [int(d) for i in range(epoch * w, (epoch + 1) * w) for d in data.window_docs(i)]
+
+
+def test_each_epoch_is_a_permutation_of_the_training_prefix(corpus):
+    data = TrainData(corpus, 500, 128, shuffle_seed=4)
+    e0, e1 = docs_of_epoch(data, 0), docs_of_epoch(data, 1)
+    assert sorted(e0) == list(range(500)) == sorted(e1)
+    assert e0 != e1  # a new order every epoch
+    assert docs_of_epoch(TrainData(corpus, 500, 128, shuffle_seed=4), 0) == e0  # deterministic
+    assert docs_of_epoch(TrainData(corpus, 500, 128, shuffle_seed=5), 0) != e0
+
+
+def test_windows_hold_whole_documents_from_bos(corpus):
+    data = TrainData(corpus, 300, 128)
+    batch = data.batch(0, data.windows_per_epoch)
+    tokens, targets = batch.tokens.numpy(), batch.targets.numpy()
+    seen = 0
+    for row in range(tokens.shape[0]):
+        assert tokens[row, 0] == BOS
+        col = 0
+        for doc in data.window_docs(row):
+            d = np.asarray(corpus.document(int(doc)), dtype=np.int64)
+            n = len(d)
+            np.testing.assert_array_equal(tokens[row, col : col + n], d)
+            np.testing.assert_array_equal(targets[row, col : col + n - 1], d[1:])
+            assert targets[row, col + n - 1] == IGNORE  # EOS -> next BOS is not a target
+            np.testing.assert_array_equal(batch.positions[row, col : col + n].numpy(), np.arange(n))
+            col += n
+            seen += n - 1
+        assert (targets[row, col:] == IGNORE).all() and (batch.segments[row, col:] == -1).all()
+    assert seen == batch.n_targets == data.targets_per_epoch
+    assert data.step_targets(0, data.windows_per_epoch) == seen
+
+
+def test_rank_shards_partition_the_single_process_step(corpus):
+    data = TrainData(corpus, 400, 128)
+    full = data.batch(3, 8)
+    parts = [
+        data.batch(3, 8, rank=r, world_size=2, micro=j, micro_batch_size=2)
+        for j in range(2)
+        for r in range(2)
+    ]
+    stacked = np.concatenate([p.tokens.numpy() for p in parts])
+    np.testing.assert_array_equal(stacked, full.tokens.numpy())
+    assert sum(p.n_targets for p in parts) == full.n_targets == data.step_targets(3, 8)
+
+
+def test_stream_limit_pads_the_last_batch(corpus):
+    data = TrainData(corpus, 100, 128)
+    limit = data.windows_per_epoch
+    last = (limit - 1) // 8
+    batch = data.batch(last, 8, limit=limit)
+    real = limit - last * 8
+    assert batch.tokens.shape == (8, 128)
+    assert (batch.tokens[real:] == 0).all() and (batch.targets[real:] == IGNORE).all()
+    assert data.steps_for(1.0, 8) == last + 1
+
+
+def test_long_documents_are_rejected_with_a_clear_error(corpus):
+    longest = int(np.diff(corpus.doc_offsets[:200]).max())
+    with pytest.raises(ValueError, match="more than model.context_length"):
+        TrainData(corpus, 200, longest - 1)
+
+
+def test_split_checks(corpus):
+    n = corpus.n_docs
+    assert check_split(corpus, None, 100) == (n - 100, 100)
+    with pytest.raises(ValueError, match="exceeds the corpus"):
+        check_split(corpus, n - 99, 100)
+    with pytest.raises(ValueError, match="leaves no training documents"):
+        check_split(corpus, None, n)
+
+
+def test_frequency_buckets_follow_spec_3_6():
+    counts = np.array([0, 1, 2, 3, 4, 7, 8, 15, 16, 1000])
+    np.testing.assert_array_equal(frequency_bucket(counts), [0, 1, 2, 2, 3, 3, 4, 4, 5, 10])
+    labels = [bucket_label(b) for b in range(6)]
+    assert labels == ["0", "1", "2-3", "4-7", "8-15", "16-31"]
+
+
+def test_eval_batches_carry_roles_and_training_counts(corpus):
+    data = EvalData(corpus, 1000, 150)
+    counts = corpus.entity_counts_at(1000)
+    assert list(data.docs) == list(range(corpus.n_docs - 150, corpus.n_docs))
+    rows = 0
+    for batch in data.batches(64):
+        for r, doc in enumerate(batch.docs):
+            d = np.asarray(corpus.document(int(doc)))
+            n = len(d)
+            lo = int(corpus.doc_offsets[doc])
+            assert batch.lengths[r] == n
+            np.testing.assert_array_equal(batch.tokens[r, :n].numpy(), d)
+            np.testing.assert_array_equal(batch.roles[r, : n - 1], corpus.roles[lo + 1 : lo + n])
+            assert (batch.targets[r, n - 1 :] == IGNORE).all()
+            assert batch.count[r] == counts[corpus.doc_entity[doc]]
+            rows += 1
+    assert rows == 150 == len(data)
+    assert data.n_tokens == int(corpus.doc_offsets[-1] - corpus.doc_offsets[-151])
+
+
+def test_unseen_entities_count_zero():
+    c = synknow.sample(small_bios(alpha=0.9, beta=50.0, name_parts=(40, 40, 100)), 400)
+    data = EvalData(c, 100, 300)
+    first = np.asarray(c.entity_first_doc)[data.entity]
+    np.testing.assert_array_equal(data.count == 0, first >= 100)
+    assert (data.count == 0).any() and (data.count > 0).any()
