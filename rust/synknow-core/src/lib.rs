@@ -6,6 +6,7 @@
 //! - [`corpus_io`]: the on-disk corpus format, atomic writes and streaming generation (SPEC 3.5);
 //! - [`theory`]: closed-form PYCRP quantities (SPEC 4.5).
 
+pub mod codelength;
 pub mod config;
 pub mod corpus_io;
 pub mod error;
