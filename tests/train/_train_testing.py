@@ -1,4 +1,4 @@
-"""Helpers shared by the trainer tests (imported by name; pytest puts this directory on the path)."""
+"""Helpers shared by the trainer tests (imported by name: pytest puts this folder on the path)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def test_lr_schedule_warmup_then_cosine_to_floor():
     assert o.lr_at(60, 110) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert o.lr_at(110, 110) == pytest.approx(0.1) and o.lr_at(500, 110) == pytest.approx(0.1)
     lrs = [o.lr_at(s, 110) for s in range(10, 111)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
 
 
 def test_accumulation_split_and_its_error():

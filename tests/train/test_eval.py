@@ -26,7 +26,9 @@ def reference(model: GPT, corpus) -> dict[str, np.ndarray]:
     """Each test document alone through the model; full float64 softmax over the logits."""
     lo, hi = corpus.vocab.value_range.start, corpus.vocab.value_range.stop
     counts = corpus.entity_counts_at(N_TRAIN)
-    out: dict[str, list] = {k: [] for k in ("nll", "ent", "pmax", "mass", "credit", "role", "count")}
+    out: dict[str, list] = {
+        k: [] for k in ("nll", "ent", "pmax", "mass", "credit", "role", "count")
+    }
     out["doc_len"] = []
     for doc in range(corpus.n_docs - N_TEST, corpus.n_docs):
         x = torch.as_tensor(np.asarray(corpus.document(doc), dtype=np.int64))[None]

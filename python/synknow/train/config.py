@@ -343,11 +343,11 @@ class TrainConfig:
                     raise ValueError(f"[{key}] must be a table, got {value!r}")
                 tables[key].update(value)
             else:
-                section, field = _locate(key)
+                section, field = locate_key(key)
                 tables[section][field] = value
         for item in overrides:
-            key, value = parse_override(item) if isinstance(item, str) else item
-            section, field = _locate(key)
+            key, value = parse_override(item.lstrip("-")) if isinstance(item, str) else item
+            section, field = locate_key(key)
             tables[section][field] = value
         return cls(**{n: sec.from_dict(tables[n], n) for n, sec in _SECTIONS.items()})
 
@@ -381,7 +381,7 @@ def _read_source(source: str | Path) -> str:
     return path.read_text()
 
 
-def _locate(key: str) -> tuple[str, str]:
+def locate_key(key: str) -> tuple[str, str]:
     """``"optim.lr"`` or ``"lr"`` -> ``("optim", "lr")``; unknown or ambiguous keys raise."""
     key = key.strip().lstrip("-").replace("-", "_")
     if "." in key:

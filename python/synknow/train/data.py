@@ -29,6 +29,7 @@ import dataclasses
 
 import numpy as np
 import torch
+
 from synknow.corpus import Corpus
 
 __all__ = [

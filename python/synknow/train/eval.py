@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from synknow.corpus import ROLE_NAMES, Corpus
 from synknow.train.data import IGNORE, EvalData, bucket_label
 from synknow.train.model import GPT, kernels

@@ -24,8 +24,9 @@ from types import ModuleType
 
 import torch
 import torch.nn.functional as F
-from synknow.train.config import ModelConfig
 from torch import nn
+
+from synknow.train.config import ModelConfig
 
 __all__ = [
     "GPT",

@@ -38,16 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import synknow
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+
+import synknow
 from synknow.corpus import Corpus, load_corpus
-from synknow.train.config import ModelConfig, TrainConfig
+from synknow.train.config import ModelConfig, TrainConfig, locate_key
 from synknow.train.data import TrainData, check_split
 from synknow.train.eval import evaluate
 from synknow.train.model import GPT, flops_per_token, kernels, param_count
-from torch import nn
 
 __all__ = [
     "train",
@@ -411,7 +412,7 @@ def train(
     *,
     corpus: Corpus | None = None,
     resume: str | os.PathLike[str] | None = None,
-    overrides: tuple[str, ...] | list[str] = (),
+    overrides: tuple[str, ...] | list[str | tuple[str, Any]] = (),
     stop_at: int | None = None,
 ) -> Path:
     """Trains a GPT on ``cfg.data.corpus`` (or ``corpus``) and returns the run directory.
@@ -446,15 +447,13 @@ def train(
             "num_threads",
         }
         for item in overrides:
-            key = item.split("=", 1)[0].strip().lstrip("-").removeprefix("run.")
-            if key not in allowed:
+            section, field = locate_key(item[0] if isinstance(item, tuple) else item.split("=")[0])
+            if section != "run" or field not in allowed:
                 raise ValueError(
-                    f"cannot override {key!r} when resuming (it would change the run); "
-                    f"allowed: {', '.join(sorted(allowed))}"
+                    f"cannot override '{section}.{field}' when resuming (it would change the "
+                    f"run); allowed: {', '.join(sorted(allowed))}"
                 )
-        cfg = base.with_overrides(
-            [o if "." in o.split("=")[0] else f"run.{o.lstrip('-')}" for o in overrides]
-        )
+        cfg = base.with_overrides(overrides)
     elif cfg is None:
         raise ValueError("train() needs a config (or resume=RUN_DIR)")
     elif overrides:
@@ -484,6 +483,16 @@ def _train(
         torch.set_float32_matmul_precision("high")
     if corpus is None:
         corpus = _open_corpus(cfg.data.corpus)
+    identity = _corpus_identity(corpus)
+    if resume_dir is not None:
+        stored = json.loads((resume_dir / "config.json").read_text())
+        _check_vocab(stored["corpus"], corpus, f"run {resume_dir}")
+        for key in ("n_docs", "config"):
+            if stored["corpus"][key] != identity[key]:
+                raise ValueError(
+                    f"cannot resume {resume_dir}: the corpus differs from the one it was trained "
+                    f"on ({key} changed)"
+                )
     n_train, n_test = check_split(corpus, cfg.data.n_train, cfg.data.n_test)
     mcfg: ModelConfig = cfg.model.resolved(vocab_size=len(corpus.vocab))
     cfg = dataclasses.replace(
@@ -504,19 +513,10 @@ def _train(
     else:
         total_steps = data.steps_for(cfg.data.epochs, cfg.optim.batch_size)
         limit = stream_windows
-    identity = _corpus_identity(corpus)
 
     # ---- run directory (rank 0 names it; everyone agrees) ----
     if resume_dir is not None:
         run_dir = resume_dir
-        stored = json.loads((run_dir / "config.json").read_text())
-        _check_vocab(stored["corpus"], corpus, f"run {run_dir}")
-        for key in ("n_docs", "config"):
-            if stored["corpus"][key] != identity[key]:
-                raise ValueError(
-                    f"cannot resume {run_dir}: the corpus differs from the one it was trained on "
-                    f"({key} changed)"
-                )
     else:
         run_id = cfg.run.run_id or _new_run_id(cfg)
         if ddp.world > 1:
