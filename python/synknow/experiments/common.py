@@ -1,0 +1,321 @@
+"""Shared pieces of the experiments: corpora, pre-training with log-spaced evaluations, and the
+base model sweep used by E2-E6."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synknow.experiments import _io
+from synknow.experiments.runner import ExperimentContext, ModelSpec, TrainSpec
+
+__all__ = [
+    "corpus_for",
+    "base_corpus",
+    "log_steps",
+    "train_with_evaluations",
+    "flatten_eval",
+    "base_runs",
+    "load_model",
+    "ROLE_COLUMNS",
+]
+
+ROLE_COLUMNS = ("syntax", "name", "value")
+
+
+def corpus_for(ctx: ExperimentContext, alpha: float, n_docs: int, seed: int) -> Any:
+    """A corpus of the preset's family (cached for the process; sampling is deterministic, so a
+    resumed experiment sees the same documents)."""
+    import synknow
+
+    key = f"corpus:{alpha}:{n_docs}:{seed}"
+    if key not in ctx.cache:
+        config = ctx.preset.corpus.config(alpha, seed)
+        ctx.cache[key] = synknow.sample(config, n_docs, seed=seed)
+    return ctx.cache[key]
+
+
+def base_corpus(ctx: ExperimentContext) -> Any:
+    b = ctx.preset.base
+    return corpus_for(ctx, b.alpha, b.n_train + b.n_test, ctx.preset.seed)
+
+
+def log_steps(total: int, k: int, first: int = 1) -> list[int]:
+    """About ``k`` distinct integers log-spaced in ``[first, total]``, ending at ``total``."""
+    if total < 1:
+        raise ValueError(f"total must be >= 1, got {total}")
+    first = min(max(1, first), total)
+    pts = np.unique(np.round(np.geomspace(first, total, max(2, k))).astype(int))
+    steps = sorted(set(pts.tolist()) | {total})
+    return [s for s in steps if 1 <= s <= total]
+
+
+def _train_config(
+    spec: ModelSpec,
+    tspec: TrainSpec,
+    n_train: int,
+    n_test: int,
+    run_dir: Path,
+    *,
+    seed: int,
+    device: str,
+    threads: int | None,
+) -> Any:
+    from synknow.train.config import TrainConfig
+
+    run: dict[str, Any] = {
+        "out_dir": str(run_dir),
+        "run_id": "train",
+        "progress": False,
+        "device": device,
+        "seed": seed,
+        "eval_interval": 0,
+        "eval_docs": tspec.eval_docs,
+        "log_interval": 10,
+        "keep_checkpoints": 1,
+    }
+    if threads:
+        run["num_threads"] = threads
+    return TrainConfig.from_dict(
+        {
+            "model": spec.model_dict(tspec.context_length),
+            "data": {
+                "n_train": n_train,
+                "n_test": n_test,
+                "epochs": tspec.epochs,
+                "shuffle_seed": seed,
+            },
+            "optim": {
+                "batch_size": tspec.batch_size,
+                "lr": tspec.lr,
+                "warmup_steps": tspec.warmup_steps,
+            },
+            "run": run,
+        }
+    )
+
+
+def load_model(run_dir: Path, corpus: Any, device: str = "cpu") -> Any:
+    """The latest checkpoint of a training run made by :func:`train_with_evaluations`."""
+    from synknow.train.train import load_run
+
+    return load_run(run_dir / "train", corpus=corpus, device=_device(device)).model
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_with_evaluations(
+    ctx: ExperimentContext,
+    corpus: Any,
+    spec: ModelSpec,
+    tspec: TrainSpec,
+    n_train: int,
+    n_test: int,
+    run_dir: Path,
+    *,
+    on_eval: Callable[[Any, int, bool], dict[str, Any]],
+    seed: int | None = None,
+    desc: str = "",
+) -> dict[str, Any]:
+    """Pre-trains ``spec`` on the first ``n_train`` documents with :func:`synknow.train.train`,
+    stopping at ``tspec.n_evals`` log-spaced steps (the trainer's ``stop_at``; its resume is
+    exact, so the run is the same as an uninterrupted one). At every stop
+    ``on_eval(model, step, final)`` returns a record; records go to ``evals.jsonl``.
+
+    Returns ``{"records", "params", "params_non_embedding", "total_steps", "docs_seen",
+    "tokens_per_step", "model", "train_dir"}``; ``docs_seen[i]`` is the number of training
+    documents consumed by step ``records[i]["step"]``.
+    """
+    import json
+
+    from synknow.train.data import TrainData
+    from synknow.train.model import param_count
+    from synknow.train.train import train
+
+    seed = ctx.preset.seed if seed is None else seed
+    cfg = _train_config(
+        spec,
+        tspec,
+        n_train,
+        n_test,
+        run_dir,
+        seed=seed,
+        device=ctx.preset.device,
+        threads=ctx.preset.threads,
+    )
+    data = TrainData(corpus, n_train, tspec.context_length, shuffle_seed=seed)
+    total = data.steps_for(tspec.epochs, tspec.batch_size)
+    stream = int(round(tspec.epochs * data.windows_per_epoch))
+    stops = log_steps(total, tspec.n_evals, first=max(1, min(4, total)))
+    # Documents consumed by each step (windows hold whole documents).
+    per_window = np.array(
+        [len(data.window_docs(i)) for i in range(min(stream, total * tspec.batch_size))]
+    )
+    cum_docs = np.concatenate([[0], np.cumsum(per_window)])
+
+    bar = None
+    if ctx.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc or spec.name, unit="step", leave=False)
+    records: list[dict[str, Any]] = []
+    train_dir = run_dir / "train"
+    params = params_ne = None
+    done = 0
+    try:
+        for stop in stops:
+            if done == 0:
+                train(cfg, corpus=corpus, stop_at=stop)
+            else:
+                train(resume=train_dir, corpus=corpus, stop_at=stop)
+            if bar is not None:
+                bar.update(stop - done)
+            done = stop
+            model = load_model(run_dir, corpus, ctx.preset.device)
+            if params is None:
+                params, params_ne = param_count(model), param_count(model, with_embeddings=False)
+            record = {
+                "step": stop,
+                "docs_seen": int(cum_docs[min(stop * tspec.batch_size, len(cum_docs) - 1)]),
+                **on_eval(model, stop, stop == total),
+            }
+            records.append(record)
+            with open(run_dir / "evals.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(_io.jsonable(record)) + "\n")
+    finally:
+        if bar is not None:
+            bar.close()
+    return {
+        "records": records,
+        "params": params,
+        "params_non_embedding": params_ne,
+        "total_steps": total,
+        "tokens_per_step": tspec.batch_size * tspec.context_length,
+        "model": {"name": spec.name, "n_layer": spec.n_layer, "d_model": spec.d_model},
+        "train_dir": str(train_dir.relative_to(ctx.out)),
+    }
+
+
+def flatten_eval(report: dict[str, Any]) -> dict[str, Any]:
+    """The scalar columns of a :func:`synknow.train.eval.evaluate` report."""
+    row: dict[str, Any] = {
+        "bits_per_token": report["bits_per_token"],
+        "bits_per_doc": report["bits_per_doc"],
+        "loss_bits": report["loss_bits"],
+        "value_accuracy": report["value"]["accuracy"],
+        "value_confidence": report["value"]["confidence"],
+        "value_mass": report["value"]["mass"],
+    }
+    for role in ROLE_COLUMNS:
+        row[f"{role}_bits"] = report["roles"][role]["bits"]
+        row[f"{role}_tokens"] = report["roles"][role]["tokens"]
+    return row
+
+
+def base_runs(ctx: ExperimentContext) -> dict[str, dict[str, Any]]:
+    """The shared base sweep: every base model size trained on the base corpus, evaluated at
+    log-spaced steps by role, by frequency bucket, and with fact probes. Finished runs are
+    reused by every experiment that needs them (``OUT/shared/runs/base-<model>``)."""
+    from synknow.experiments.probes import fact_probes, probe_model
+    from synknow.train.eval import evaluate
+
+    key = "base_runs"
+    if key in ctx.cache:
+        return ctx.cache[key]
+    b = ctx.preset.base
+    corpus = base_corpus(ctx)
+    probes = fact_probes(corpus, b.n_train, max_pairs=b.probe_pairs, seed=ctx.preset.seed)
+    results: dict[str, dict[str, Any]] = {}
+    for i, spec in enumerate(b.models):
+
+        def on_eval(model: Any, step: int, final: bool) -> dict[str, Any]:
+            report = evaluate(
+                model,
+                corpus,
+                b.n_train,
+                b.n_test,
+                max_docs=None if final else b.train.eval_docs,
+                bayes=False,
+            )
+            buckets = {
+                label: {
+                    "docs": v["docs"],
+                    "value_tokens": v["value_tokens"],
+                    "value_accuracy": v["value_accuracy"],
+                    "value_bits": v["value_bits"],
+                    "bits_per_token": v["bits_per_token"],
+                }
+                for label, v in report["buckets"].items()
+            }
+            return {
+                "final": final,
+                **flatten_eval(report),
+                "buckets": buckets,
+                "probes": probe_model(model, probes),
+            }
+
+        def fn(run_dir: Path, spec: ModelSpec = spec, i: int = i) -> dict[str, Any]:
+            ctx.log(f"base model {spec.name} ({i + 1}/{len(b.models)})")
+            return train_with_evaluations(
+                ctx,
+                corpus,
+                spec,
+                b.train,
+                b.n_train,
+                b.n_test,
+                run_dir,
+                on_eval=on_eval,
+                desc=f"base {spec.name}",
+            )
+
+        result = ctx.run(f"base-{spec.name}", fn, shared=True)
+        if result is not None:
+            results[spec.name] = result
+    ctx.cache[key] = results
+    return results
+
+
+def pick_base_model(ctx: ExperimentContext, runs: dict[str, Any], name: str) -> str | None:
+    """``name`` if it finished, else the largest finished base model (``None`` if none)."""
+    if name and name in runs:
+        return name
+    order = [m.name for m in ctx.preset.base.models if m.name in runs]
+    return order[-1] if order else None
+
+
+def finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def bayes_reference(
+    corpus: Any, n_train: int, n_test: int, checkpoints: list[int]
+) -> dict[str, Any] | None:
+    """The Bayes learning curve (SPEC 4.4) on the test split (the last ``n_test`` documents)
+    at the prefix lengths ``checkpoints``, from :func:`synknow.bayes_curve`, as
+    ``{"n", "bits_per_token", "bits_per_doc", "<role>_bits"}`` (lists, one entry per
+    checkpoint); ``None`` while the code-length engine is not available."""
+    import synknow
+
+    curve = getattr(synknow, "bayes_curve", None)
+    if curve is None:
+        return None
+    return _bayes_table(curve, corpus, n_train, n_test, checkpoints)
+
+
+def _bayes_table(
+    curve: Callable[..., Any], corpus: Any, n_train: int, n_test: int, checkpoints: list[int]
+) -> dict[str, Any] | None:
+    raise NotImplementedError("adapt to synknow.bayes_curve once it lands")

@@ -1,0 +1,610 @@
+"""E4 — fine-tuning: (a) inject new entities stated in ``r`` documents each, with and without
+replay of pre-training documents, and measure how much of the new knowledge is acquired and how
+much old knowledge is forgotten, by frequency bucket; (b) teach a new question-answer format and
+measure how fast the format is learned and whether known facts can be retrieved through it.
+
+The QA format (SPEC 3.6) is ``What is the <attr> of [NAME] ? [VALUE] END``. Its words are
+looked up in the corpus vocabulary; words it lacks (with the procedural preset: all of them) are
+appended as new tokens, with embedding rows initialised at the mean embedding plus small noise
+(the output head is tied, so it grows with them). One new token per attribute names the
+attribute. Nothing else in the model changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+
+from synknow import plots_experiments as plots
+from synknow.experiments import _io
+from synknow.experiments.common import base_corpus, base_runs, load_model, pick_base_model
+from synknow.experiments.probes import (
+    BOS,
+    EOS,
+    IGNORE,
+    bucket_label,
+    fact_probes,
+    pad_rows,
+    render_sentence,
+    sentence_probes,
+    value_stats,
+)
+from synknow.experiments.report import Section, fmt, markdown_table
+from synknow.experiments.runner import ExperimentContext
+
+CLAIM = (
+    "Knowledge injected by fine-tuning is acquired only after enough repetitions; fine-tuning "
+    "makes the model forget rare knowledge first (replay of pre-training data protects it); a new "
+    "format, by contrast, is learned within a few steps."
+)
+QA_WORDS = ("what", "is", "the", "of", "?")
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+
+
+def new_entities(corpus: Any, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` entities absent from the corpus: unused names, values drawn from ``H_a``."""
+    g = corpus.grammar
+    used = {tuple(r) for r in np.asarray(corpus.entity_names).tolist()}
+    names: list[tuple[int, ...]] = []
+    while len(names) < n:
+        name = tuple(
+            int(start + rng.integers(size))
+            for start, size in zip(g["name_start"], g["name_size"], strict=True)
+        )
+        if name not in used:
+            used.add(name)
+            names.append(name)
+    pools = corpus.config.attribute_pool
+    values = np.zeros((n, corpus.config.n_attributes), dtype=np.int64)
+    for a, lh in enumerate(g["value_log_prob"]):
+        h = np.exp(np.asarray(lh, dtype=np.float64))
+        values[:, a] = g["pool_start"][pools[a]] + rng.choice(len(h), size=n, p=h / h.sum())
+    return np.asarray(names, dtype=np.int64), values
+
+
+def render_documents(
+    corpus: Any, names: np.ndarray, values: np.ndarray, repeats: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """``repeats`` documents per entity, drawn like the corpus's own (SPEC 3.3): a random
+    attribute order (or the fixed one) and templates from ``theta``."""
+    cfg = corpus.config
+    m = cfg.m
+    skeletons = corpus.grammar["skeletons"]
+    theta = corpus.theta
+    docs = []
+    for _ in range(repeats):
+        for name, vals in zip(names, values, strict=True):
+            if cfg.attribute_order == "shuffled":
+                attrs = rng.permutation(cfg.n_attributes)[:m]
+            else:
+                attrs = np.arange(m)
+            toks = [BOS]
+            for a in attrs.tolist():
+                t = int(rng.choice(len(theta[a]), p=theta[a] / theta[a].sum()))
+                toks += render_sentence(skeletons[a][t], name, int(vals[a]))[0]
+            docs.append([*toks, EOS])
+    return docs
+
+
+def corpus_documents(corpus: Any, docs: np.ndarray) -> list[list[int]]:
+    off = np.asarray(corpus.doc_offsets, dtype=np.int64)
+    return [np.asarray(corpus.tokens[off[d] : off[d + 1]]).tolist() for d in docs.tolist()]
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+def lm_loss(model: Any, rows: list[list[int]], device: Any) -> Any:
+    """Mean next-token loss (nats) of one padded batch of documents, one per row."""
+    import torch
+
+    tokens = torch.from_numpy(pad_rows(rows)).to(device)
+    targets = torch.full_like(tokens, IGNORE)
+    for i, r in enumerate(rows):
+        targets[i, : len(r) - 1] = tokens[i, 1 : len(r)]
+    return model.loss(model(tokens), targets)
+
+
+def finetune(
+    model: Any,
+    batches: list[list[list[int]]],
+    lr: float,
+    *,
+    on_step: Any = None,
+) -> list[float]:
+    """Plain AdamW (constant ``lr``, no weight decay) over the given batches; returns the loss
+    per step. ``on_step(step)`` is called after each step (and with 0 before the first)."""
+    import torch
+
+    device = next(model.parameters()).device
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
+    model.train()
+    losses = []
+    if on_step is not None:
+        on_step(0)
+    for i, rows in enumerate(batches):
+        loss = lm_loss(model, rows, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item() / math.log(2))
+        if on_step is not None:
+            model.eval()
+            on_step(i + 1)
+            model.train()
+    model.eval()
+    return losses
+
+
+def extend_vocabulary(model: Any, n_new: int, seed: int) -> Any:
+    """A copy of ``model`` with ``n_new`` extra tokens (rows at the mean embedding + noise)."""
+    import dataclasses
+
+    import torch
+    from torch import nn
+
+    model = copy.deepcopy(model)
+    old = model.tok_emb.weight.data
+    v, d = old.shape
+    gen = torch.Generator().manual_seed(seed)
+    emb = nn.Embedding(v + n_new, d).to(old.device)
+    with torch.no_grad():
+        emb.weight[:v] = old
+        noise = torch.randn(n_new, d, generator=gen).to(old.device) * old.std() * 0.1
+        emb.weight[v:] = old.mean(0, keepdim=True) + noise
+    tied = model.lm_head.weight is model.tok_emb.weight
+    model.tok_emb = emb
+    if tied:
+        model.lm_head = nn.Linear(d, v + n_new, bias=False).to(old.device)
+        model.lm_head.weight = model.tok_emb.weight
+    else:
+        head = nn.Linear(d, v + n_new, bias=False).to(old.device)
+        with torch.no_grad():
+            head.weight[:v] = model.lm_head.weight
+            head.weight[v:] = 0.0
+        model.lm_head = head
+    model.config = dataclasses.replace(model.config, vocab_size=v + n_new)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------
+# QA format
+
+
+class QAFormat:
+    """Token ids of the QA template words and one token per attribute; ``added`` lists the
+    words appended to the vocabulary."""
+
+    def __init__(self, corpus: Any):
+        strings = list(corpus.vocab.strings)
+        index = {s: i for i, s in enumerate(strings)}
+        v = len(strings)
+        self.added: list[str] = []
+        self.ids: dict[str, int] = {}
+        for w in QA_WORDS:
+            if w in index and index[w] in corpus.vocab.syntax_range:
+                self.ids[w] = index[w]
+            else:
+                self.ids[w] = v + len(self.added)
+                self.added.append(w)
+        names = corpus.grammar["attribute_names"]
+        self.attr_ids = []
+        for a in range(corpus.config.n_attributes):
+            self.attr_ids.append(v + len(self.added))
+            self.added.append(f"<{names[a]}>")
+        self.reused = [w for w in QA_WORDS if w not in self.added]
+        self.end = 3  # END (".") is the first syntax word (SPEC 1)
+
+    def sequence(self, attribute: int, name: np.ndarray, value: int) -> tuple[list[int], int]:
+        """``BOS what is the <attr> of NAME ? VALUE END EOS`` and the value's index."""
+        w = self.ids
+        head = [BOS, w["what"], w["is"], w["the"], self.attr_ids[attribute], w["of"]]
+        toks = head + [int(t) for t in name] + [w["?"]]
+        return [*toks, int(value), self.end, EOS], len(toks)
+
+    def format_positions(self, seq: list[int]) -> list[int]:
+        """Target positions whose token is fixed by the format (not the attribute, name or
+        value): the question words, ``?``, ``END`` and ``EOS``."""
+        fixed = {*self.ids.values(), self.end, EOS}
+        attr = set(self.attr_ids)
+        return [i for i in range(1, len(seq)) if seq[i] in fixed and seq[i] not in attr]
+
+
+def qa_evaluate(
+    model: Any, qa: QAFormat, seqs: list[list[int]], value_at: list[int], values: list[int]
+) -> dict[str, float]:
+    """Format loss (bits per format token) and answer accuracy (tie credit) on QA examples."""
+    import torch
+
+    device = next(model.parameters()).device
+    tokens = torch.from_numpy(pad_rows(seqs)).to(device)
+    with torch.no_grad():
+        hidden = model(tokens)
+        fmt_bits = []
+        credit = []
+        for i, seq in enumerate(seqs):
+            pos = qa.format_positions(seq)
+            logits = model.logits(hidden[i, [p - 1 for p in pos]]).double()
+            logp = torch.log_softmax(logits, dim=-1)
+            tgt = torch.tensor([seq[p] for p in pos], device=device)
+            fmt_bits.append(float(-logp.gather(1, tgt[:, None]).mean()) / math.log(2))
+            z = model.logits(hidden[i, value_at[i] - 1]).double()
+            tied = z == z.max()
+            credit.append(float(tied[values[i]]) / float(tied.sum()))
+    return {"format_bits": float(np.mean(fmt_bits)), "answer_accuracy": float(np.mean(credit))}
+
+
+# ------------------------------------------------------------------------------------------------
+# The experiment
+
+
+def _bucket_accuracy(stats: dict[str, np.ndarray], buckets: np.ndarray) -> dict[str, float]:
+    return {
+        bucket_label(v): float(stats["credit"][buckets == v].mean())
+        for v in np.unique(buckets).tolist()
+    }
+
+
+def run(ctx: ExperimentContext) -> Section:
+    b = ctx.preset.base
+    s = ctx.preset.finetune
+    runs = base_runs(ctx)
+    name = pick_base_model(ctx, runs, s.model)
+    if name is None:
+        raise RuntimeError("no base model finished training; nothing to fine-tune")
+    corpus = base_corpus(ctx)
+    base_dir = ctx.shared_dir / "runs" / f"base-{name}"
+    base = load_model(base_dir, corpus, ctx.preset.device)
+    seed = ctx.preset.seed
+    old_probes = fact_probes(corpus, b.n_train, max_pairs=min(b.probe_pairs, 1500), seed=seed + 1)
+    before = value_stats(base, old_probes)
+    before_by_bucket = _bucket_accuracy(before, old_probes.bucket)
+    rng = np.random.default_rng([seed, 4])
+    names, values = new_entities(corpus, s.n_new, rng)
+    a_count = corpus.config.n_attributes
+    n_probe_templates = 3
+    inj_attr = np.tile(np.repeat(np.arange(a_count), n_probe_templates), s.n_new)
+    inj_ent = np.repeat(np.arange(s.n_new), a_count * n_probe_templates)
+    new_probes = sentence_probes(
+        corpus,
+        names[inj_ent],
+        values[inj_ent, inj_attr],
+        inj_attr,
+        inj_ent,
+        np.zeros(len(inj_ent), dtype=np.int64),
+        np.random.default_rng([seed, 5]),
+    )
+    new_before = value_stats(base, new_probes)
+
+    # (a) knowledge injection.
+    inject_rows: list[dict[str, Any]] = []
+    for r in s.repetitions:
+        for replay in (False, True):
+            tag = f"inject-r{r}-{'replay' if replay else 'plain'}"
+
+            def fn(run_dir: Any, r: int = r, replay: bool = replay) -> dict[str, Any]:
+                rng_r = np.random.default_rng([seed, 6, r, int(replay)])
+                docs = render_documents(corpus, names, values, r, rng_r)
+                order = rng_r.permutation(len(docs))
+                new_per_batch = (
+                    max(1, round(s.batch_size * (1 - s.replay))) if replay else (s.batch_size)
+                )
+                n_steps = min(s.max_steps, math.ceil(len(docs) / new_per_batch))
+                batches = []
+                for i in range(n_steps):
+                    sel = order[i * new_per_batch : (i + 1) * new_per_batch]
+                    rows = [docs[j] for j in sel]
+                    if replay:
+                        old = rng_r.integers(0, b.n_train, size=s.batch_size - len(rows))
+                        rows += corpus_documents(corpus, old)
+                    batches.append(rows)
+                model = copy.deepcopy(base)
+                losses = finetune(model, batches, s.lr)
+                new_after = value_stats(model, new_probes)
+                old_after = value_stats(model, old_probes)
+                return {
+                    "repetitions": r,
+                    "replay": replay,
+                    "steps": n_steps,
+                    "new_docs": len(docs),
+                    "final_loss_bits": losses[-1] if losses else None,
+                    "new_accuracy": float(new_after["credit"].mean()),
+                    "new_bits": float(new_after["bits"].mean()),
+                    "old_accuracy": float(old_after["credit"].mean()),
+                    "old_by_bucket": _bucket_accuracy(old_after, old_probes.bucket),
+                }
+
+            ctx.log(f"injection r={r} {'with' if replay else 'without'} replay")
+            res = ctx.run(tag, fn)
+            if res is not None:
+                inject_rows.append(res)
+
+    # (b) QA format.
+    qa = QAFormat(corpus)
+    counts = corpus.entity_counts_at(b.n_train)
+    ent_rev = old_probes.entity
+    frequent = np.flatnonzero(counts[ent_rev] >= 2)
+    rng_qa = np.random.default_rng([seed, 7])
+    pick = rng_qa.permutation(frequent)
+    train_ix, test_ix = pick[: s.qa_train], pick[s.qa_train : s.qa_train + s.qa_test]
+
+    def qa_set(ix: np.ndarray) -> tuple[list[list[int]], list[int], list[int]]:
+        seqs, at, vals = [], [], []
+        names_all = np.asarray(corpus.entity_names, dtype=np.int64)
+        for i in ix.tolist():
+            k, a = int(old_probes.entity[i]), int(old_probes.attribute[i])
+            seq, pos = qa.sequence(a, names_all[k], int(old_probes.value[i]))
+            seqs.append(seq)
+            at.append(pos)
+            vals.append(int(old_probes.value[i]))
+        return seqs, at, vals
+
+    def qa_fn(run_dir: Any) -> dict[str, Any]:
+        train_seqs, _, _ = qa_set(train_ix)
+        test_seqs, test_at, test_vals = qa_set(test_ix)
+        model = extend_vocabulary(base, len(qa.added), seed)
+        rng_b = np.random.default_rng([seed, 8])
+        batches = [
+            [train_seqs[j] for j in rng_b.integers(0, len(train_seqs), size=s.batch_size)]
+            for _ in range(s.qa_steps)
+        ]
+        curve: list[dict[str, Any]] = []
+
+        def on_step(step: int) -> None:
+            if step % s.qa_eval_every == 0 or step == len(batches):
+                curve.append(
+                    {"step": step, **qa_evaluate(model, qa, test_seqs, test_at, test_vals)}
+                )
+
+        finetune(model, batches, s.lr, on_step=on_step)
+        return {
+            "curve": curve,
+            "added_tokens": qa.added,
+            "reused_tokens": qa.reused,
+            "train_pairs": len(train_ix),
+            "test_pairs": len(test_ix),
+            "original_format_accuracy": float(before["credit"][test_ix].mean())
+            if len(test_ix)
+            else None,
+        }
+
+    ctx.log("QA format fine-tuning")
+    qa_res = ctx.run("qa-format", qa_fn) if len(test_ix) and len(train_ix) else None
+
+    # Outputs.
+    _io.write_csv(
+        ctx.path("injection.csv"),
+        [{k: v for k, v in r.items() if k != "old_by_bucket"} for r in inject_rows],
+    )
+    labels = sorted(before_by_bucket, key=lambda x: int(x.split("-")[0]))
+    forget_rows = [
+        {
+            "repetitions": r["repetitions"],
+            "replay": r["replay"],
+            "bucket": lab,
+            "accuracy_before": before_by_bucket[lab],
+            "accuracy_after": r["old_by_bucket"].get(lab),
+            "forgotten": before_by_bucket[lab] - (r["old_by_bucket"].get(lab) or 0.0),
+        }
+        for r in inject_rows
+        for lab in labels
+    ]
+    _io.write_csv(ctx.path("forgetting_by_bucket.csv"), forget_rows)
+    if qa_res is not None:
+        _io.write_csv(ctx.path("qa_format_curve.csv"), qa_res["curve"])
+    _io.write_json(
+        ctx.path("fits.json"),
+        {
+            "base_model": name,
+            "new_entities_accuracy_before": float(new_before["credit"].mean()),
+            "old_accuracy_before_by_bucket": before_by_bucket,
+            "injection": inject_rows,
+            "qa": qa_res,
+        },
+    )
+    figures = []
+    if inject_rows:
+        series = []
+        for replay in (False, True):
+            rs = [r for r in inject_rows if r["replay"] == replay]
+            series.append(
+                {
+                    "x": [r["repetitions"] for r in rs],
+                    "y": [r["new_accuracy"] for r in rs],
+                    "label": f"new facts, {'with' if replay else 'no'} replay",
+                }
+            )
+            series.append(
+                {
+                    "x": [r["repetitions"] for r in rs],
+                    "y": [r["old_accuracy"] for r in rs],
+                    "label": f"old facts, {'with' if replay else 'no'} replay",
+                    "style": "s--",
+                }
+            )
+        series.append(
+            {
+                "x": [min(s.repetitions), max(s.repetitions)],
+                "y": [float(new_before["credit"].mean())] * 2,
+                "label": "new facts before fine-tuning",
+                "style": "k:",
+            }
+        )
+        plots.lines_plot(
+            ctx.path("injection.png"),
+            series,
+            xlabel="repetitions r of each new entity's document",
+            ylabel="knowledge accuracy (probes)",
+            title=f"E4: knowledge injection into {name}",
+            logx=True,
+            ylim=(0, 1.02),
+        )
+        figures.append(
+            (
+                "injection.png",
+                "Accuracy on the injected facts and on pre-training facts after "
+                "fine-tuning, vs repetitions, with and without replay.",
+            )
+        )
+        panels = []
+        for replay in (False, True):
+            bars = {"before": [before_by_bucket[lab] for lab in labels]}
+            for r in inject_rows:
+                if r["replay"] == replay:
+                    bars[f"r={r['repetitions']}"] = [
+                        r["old_by_bucket"].get(lab, np.nan) for lab in labels
+                    ]
+            panels.append(
+                {"title": f"{'with' if replay else 'without'} replay", "bars": bars, "ylim": (0, 1)}
+            )
+        plots.bucket_bars_plot(
+            ctx.path("forgetting_by_bucket.png"),
+            labels,
+            panels,
+            title="E4: pre-training knowledge after injection, by entity frequency",
+        )
+        figures.append(
+            (
+                "forgetting_by_bucket.png",
+                "Accuracy on pre-training facts by frequency bucket "
+                "before and after each injection run.",
+            )
+        )
+    if qa_res is not None:
+        c = qa_res["curve"]
+        plots.lines_plot(
+            ctx.path("qa_format.png"),
+            [
+                {
+                    "x": [p["step"] for p in c],
+                    "y": [p["format_bits"] for p in c],
+                    "label": "format tokens (bits/token)",
+                },
+                {
+                    "x": [p["step"] for p in c],
+                    "y": [p["answer_accuracy"] for p in c],
+                    "label": "answer accuracy (held-out entities)",
+                },
+                {
+                    "x": [0, c[-1]["step"]],
+                    "y": [qa_res["original_format_accuracy"]] * 2,
+                    "label": "same facts, pre-training format",
+                    "style": "k:",
+                },
+            ],
+            xlabel="fine-tuning step",
+            ylabel="bits / accuracy",
+            title="E4: learning the QA format",
+        )
+        figures.append(
+            (
+                "qa_format.png",
+                "QA-format fine-tuning: loss on the format tokens and "
+                "answer accuracy on entities never seen in QA form.",
+            )
+        )
+
+    # Verdict.
+    plain = sorted((r for r in inject_rows if not r["replay"]), key=lambda r: r["repetitions"])
+    repl = sorted((r for r in inject_rows if r["replay"]), key=lambda r: r["repetitions"])
+    checks: dict[str, bool] = {}
+    if len(plain) >= 2:
+        checks["injected accuracy grows with repetitions"] = (
+            plain[-1]["new_accuracy"] > plain[0]["new_accuracy"] + 0.05
+        )
+        worst = max(plain, key=lambda r: r["repetitions"])
+        rare = [lab for lab in labels if lab not in ("0",)][:2]
+        freq = [lab for lab in labels if lab not in ("0",)][-2:]
+        drop = {
+            lab: before_by_bucket[lab] - (worst["old_by_bucket"].get(lab) or 0.0) for lab in labels
+        }
+        rel = {lab: drop[lab] / max(before_by_bucket[lab], 1e-9) for lab in labels}
+        checks["rare facts forgotten more than frequent ones (relative drop)"] = bool(
+            rare and freq and np.mean([rel[x] for x in rare]) > np.mean([rel[x] for x in freq])
+        )
+    if plain and repl:
+        checks["replay reduces forgetting"] = np.mean([r["old_accuracy"] for r in repl]) > np.mean(
+            [r["old_accuracy"] for r in plain]
+        )
+    if qa_res is not None and len(qa_res["curve"]) >= 2:
+        c = qa_res["curve"]
+        first_drop = c[0]["format_bits"] - c[-1]["format_bits"]
+        early = next((p for p in c if p["step"] > 0), c[-1])
+        checks["QA format learned fast (half the format loss gone at the first evaluation)"] = (
+            first_drop > 0 and c[0]["format_bits"] - early["format_bits"] >= 0.5 * first_drop
+        )
+    passed = sum(checks.values())
+    verdict = (
+        "inconclusive"
+        if not checks
+        else "agrees"
+        if passed == len(checks)
+        else "partly agrees"
+        if passed
+        else "does not agree"
+    )
+    inj_table = markdown_table(
+        [
+            "r",
+            "replay",
+            "steps",
+            "new-fact accuracy",
+            f"old-fact accuracy (before {fmt(float(before['credit'].mean()))})",
+        ],
+        [
+            [
+                r["repetitions"],
+                "yes" if r["replay"] else "no",
+                r["steps"],
+                r["new_accuracy"],
+                r["old_accuracy"],
+            ]
+            for r in inject_rows
+        ],
+    )
+    qa_text = "QA format: not run."
+    if qa_res is not None:
+        c = qa_res["curve"]
+        qa_text = (
+            f"QA format ({', '.join(qa_res['added_tokens'])} added to the vocabulary"
+            + (f"; reused: {', '.join(qa_res['reused_tokens'])}" if qa_res["reused_tokens"] else "")
+            + f"): format loss {fmt(c[0]['format_bits'])} -> {fmt(c[-1]['format_bits'])} "
+            "bits/token "
+            f"in {c[-1]['step']} steps; answer accuracy on held-out entities "
+            f"{fmt(c[0]['answer_accuracy'])} -> {fmt(c[-1]['answer_accuracy'])} (the same facts "
+            f"in the pre-training format: {fmt(qa_res['original_format_accuracy'])})."
+        )
+    check_text = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
+    return Section(
+        experiment="finetune",
+        claim=CLAIM,
+        setup=(
+            f"Base model {name}. (a) {s.n_new} new entities (unused names, values from H_a), "
+            f"each in r documents for r in {list(s.repetitions)}, fine-tuned for one pass "
+            f"(batch {s.batch_size}, AdamW lr {s.lr}, at most {s.max_steps} steps) without "
+            f"replay, and with {int(100 * s.replay)}% of each batch drawn from the pre-training "
+            f"documents; accuracy on probes of the new facts and on {len(old_probes)} probes of "
+            f"pre-training facts. (b) QA format fine-tuning on {s.qa_train} facts of entities "
+            f"seen at least twice, evaluated on {s.qa_test} held-out ones, {s.qa_steps} steps."
+        ),
+        measured=inj_table + "\n\n" + qa_text,
+        theory=(
+            "a Bayesian learner acquires a fact from one statement; a learner with bounded "
+            "capacity that stores entities by frequency (SPEC 4.5) needs repeated exposure and "
+            "drops its rarest entities first when the capacity is reallocated."
+        ),
+        verdict=verdict,
+        verdict_text=(check_text or "no finished runs") + ".",
+        figures=figures,
+        files=["injection.csv", "forgetting_by_bucket.csv", "fits.json"]
+        + (["qa_format_curve.csv"] if qa_res is not None else []),
+        headline=f"{passed}/{len(checks)} checks hold",
+    )

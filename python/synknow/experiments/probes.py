@@ -1,0 +1,327 @@
+"""Knowledge probes: one-sentence documents stating a fact, and the model's full predictive
+distribution at value positions (accuracy with the tie rule of SPEC 3.6, confidence, mass on the
+attribute's value pool, and KL to the prior ``H_a``).
+
+A *fact probe* for a revealed pair ``(k, a)`` (entity ``k`` was stated with attribute ``a`` in the
+training prefix) is ``BOS`` + one sentence of attribute ``a`` (template drawn from ``theta_a``) with
+entity ``k``'s name and value + ``EOS``: exactly what the first sentence of a real document looks
+like, so the model sees nothing new.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ValueLayout",
+    "ValueTargets",
+    "revealed_pairs",
+    "render_sentence",
+    "fact_probes",
+    "sentence_probes",
+    "pad_rows",
+    "document_targets",
+    "value_stats",
+    "summarise_distribution",
+    "probe_model",
+    "bucket_of",
+    "bucket_label",
+]
+
+PAD, BOS, EOS = 0, 1, 2
+IGNORE = -100  # target id skipped by the loss
+LN2 = math.log(2.0)
+
+
+def bucket_of(counts: np.ndarray) -> np.ndarray:
+    """SPEC 3.6 frequency buckets: 0 -> 0, 1 -> 1, 2-3 -> 2, 4-7 -> 3, ..."""
+    counts = np.asarray(counts, dtype=np.int64)
+    out = np.zeros(counts.shape, dtype=np.int64)
+    pos = counts > 0
+    out[pos] = np.floor(np.log2(counts[pos])).astype(np.int64) + 1
+    return out
+
+
+def bucket_label(bucket: int) -> str:
+    if bucket <= 1:
+        return str(bucket)
+    lo = 1 << (bucket - 1)
+    return f"{lo}-{2 * lo - 1}"
+
+
+@dataclass
+class ValueLayout:
+    """Per attribute: the first token and size of its value pool, and ``ln H_a`` over the pool."""
+
+    start: list[int]
+    size: list[int]
+    log_h: list[np.ndarray]
+
+    @classmethod
+    def of(cls, corpus: Any) -> ValueLayout:
+        g = corpus.grammar
+        pools = corpus.config.attribute_pool
+        return cls(
+            start=[int(g["pool_start"][p]) for p in pools],
+            size=[int(g["pool_size"][p]) for p in pools],
+            log_h=[np.asarray(v, dtype=np.float64) for v in g["value_log_prob"]],
+        )
+
+
+@dataclass
+class ValueTargets:
+    """Token rows (padded with ``PAD``) and value positions to score in them.
+
+    ``row``/``pos``: where each target value token sits (``tokens[row, pos] == value``);
+    ``attribute``, ``entity`` and ``count`` (the entity's training count) per target.
+    """
+
+    tokens: np.ndarray  # (R, L) int64
+    row: np.ndarray
+    pos: np.ndarray
+    value: np.ndarray
+    attribute: np.ndarray
+    entity: np.ndarray
+    count: np.ndarray
+    layout: ValueLayout
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @property
+    def bucket(self) -> np.ndarray:
+        return bucket_of(self.count)
+
+
+def revealed_pairs(corpus: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(entity, attribute)`` of every pair stated in the first ``n`` documents (sorted)."""
+    a_count = corpus.config.n_attributes
+    m = corpus.sentence_attribute.shape[1]
+    ent = np.repeat(np.asarray(corpus.doc_entity[:n], dtype=np.int64), m)
+    attr = np.asarray(corpus.sentence_attribute[:n], dtype=np.int64).reshape(-1)
+    keys = np.unique(ent * a_count + attr)
+    return keys // a_count, keys % a_count
+
+
+def render_sentence(skeleton: list[int], name: np.ndarray, value: int) -> tuple[list[int], int]:
+    """Tokens of one sentence (``-1`` -> the name tokens, ``-2`` -> the value) and the index of
+    the value token in it."""
+    out: list[int] = []
+    value_at = -1
+    for slot in skeleton:
+        if slot == -1:
+            out.extend(int(t) for t in name)
+        elif slot == -2:
+            value_at = len(out)
+            out.append(int(value))
+        else:
+            out.append(int(slot))
+    if value_at < 0:
+        raise ValueError("skeleton has no [VALUE] slot")
+    return out, value_at
+
+
+def pad_rows(rows: list[list[int]]) -> np.ndarray:
+    width = max(len(r) for r in rows)
+    out = np.full((len(rows), width), PAD, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def fact_probes(corpus: Any, n_train: int, *, max_pairs: int, seed: int) -> ValueTargets:
+    """Fact probes for (up to ``max_pairs``, a uniform sample of) the pairs revealed in the
+    first ``n_train`` documents."""
+    rng = np.random.default_rng([seed, 0x9B0BE5])
+    ent, attr = revealed_pairs(corpus, n_train)
+    if len(ent) > max_pairs:
+        keep = np.sort(rng.choice(len(ent), size=max_pairs, replace=False))
+        ent, attr = ent[keep], attr[keep]
+    counts = corpus.entity_counts_at(n_train)
+    return sentence_probes(
+        corpus,
+        np.asarray(corpus.entity_names, dtype=np.int64)[ent],
+        np.asarray(corpus.entity_values, dtype=np.int64)[ent, attr],
+        attr,
+        ent,
+        counts[ent],
+        rng,
+    )
+
+
+def sentence_probes(
+    corpus: Any,
+    names: np.ndarray,
+    values: np.ndarray,
+    attributes: np.ndarray,
+    entities: np.ndarray,
+    counts: np.ndarray,
+    rng: np.random.Generator,
+) -> ValueTargets:
+    """One probe document per row: ``BOS`` + a sentence of ``attributes[i]`` (template drawn
+    from ``theta``) stating ``values[i]`` about the name ``names[i]`` + ``EOS``."""
+    skeletons = corpus.grammar["skeletons"]
+    theta = corpus.theta
+    rows, pos = [], []
+    for name, v, a in zip(names, values.tolist(), attributes.tolist(), strict=True):
+        t = int(rng.choice(len(theta[a]), p=theta[a] / theta[a].sum()))
+        toks, at = render_sentence(skeletons[a][t], name, int(v))
+        rows.append([BOS, *toks, EOS])
+        pos.append(at + 1)
+    return ValueTargets(
+        tokens=pad_rows(rows),
+        row=np.arange(len(rows)),
+        pos=np.asarray(pos, dtype=np.int64),
+        value=np.asarray(values, dtype=np.int64),
+        attribute=np.asarray(attributes, dtype=np.int64),
+        entity=np.asarray(entities, dtype=np.int64),
+        count=np.asarray(counts, dtype=np.int64),
+        layout=ValueLayout.of(corpus),
+    )
+
+
+def document_targets(corpus: Any, docs: np.ndarray, n_train: int) -> ValueTargets:
+    """Every value token of the documents ``docs`` (e.g. the test split), one row per document;
+    ``count`` is the entity's count in the first ``n_train`` documents."""
+    docs = np.asarray(docs, dtype=np.int64)
+    offsets = np.asarray(corpus.doc_offsets, dtype=np.int64)
+    counts = corpus.entity_counts_at(n_train)
+    rows, row_ix, pos, value, attr, ent = [], [], [], [], [], []
+    for r, d in enumerate(docs.tolist()):
+        lo, hi = int(offsets[d]), int(offsets[d + 1])
+        toks = np.asarray(corpus.tokens[lo:hi], dtype=np.int64)
+        roles = np.asarray(corpus.roles[lo:hi])
+        at = np.flatnonzero(roles == 3)
+        k = int(corpus.doc_entity[d])
+        rows.append(toks.tolist())
+        row_ix += [r] * len(at)
+        pos += at.tolist()
+        value += toks[at].tolist()
+        attr += np.asarray(corpus.sentence_attribute[d], dtype=np.int64)[: len(at)].tolist()
+        ent += [k] * len(at)
+    ent_arr = np.asarray(ent, dtype=np.int64)
+    return ValueTargets(
+        tokens=pad_rows(rows),
+        row=np.asarray(row_ix, dtype=np.int64),
+        pos=np.asarray(pos, dtype=np.int64),
+        value=np.asarray(value, dtype=np.int64),
+        attribute=np.asarray(attr, dtype=np.int64),
+        entity=ent_arr,
+        count=counts[ent_arr],
+        layout=ValueLayout.of(corpus),
+    )
+
+
+def value_stats(
+    model: Any, targets: ValueTargets, *, batch_rows: int = 256
+) -> dict[str, np.ndarray]:
+    """The model's predictive distribution at every target position, summarised per target:
+
+    ``bits`` (code length of the true value, full vocabulary), ``credit`` (1/k if the true value
+    is among the k tokens tied for the maximum, else 0), ``max_prob`` (confidence), ``argmax``,
+    ``pool_mass`` (probability on the attribute's value pool), ``kl_bits`` (KL of the
+    pool-renormalised distribution to ``H_a``), ``prior_bits`` (``-log2 H_a(value)``),
+    ``chance`` (``1/|pool|``).
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    n = len(targets)
+    out = {
+        k: np.zeros(n)
+        for k in ("bits", "credit", "max_prob", "pool_mass", "kl_bits", "prior_bits", "chance")
+    }
+    out["argmax"] = np.zeros(n, dtype=np.int64)
+    order = np.argsort(targets.row, kind="stable")
+    rows_sorted = targets.row[order]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for lo in range(0, targets.tokens.shape[0], batch_rows):
+                hi = min(lo + batch_rows, targets.tokens.shape[0])
+                sel = order[np.searchsorted(rows_sorted, lo) : np.searchsorted(rows_sorted, hi)]
+                if len(sel) == 0:
+                    continue
+                toks = torch.from_numpy(targets.tokens[lo:hi]).to(device)
+                hidden = model(toks)
+                r = torch.from_numpy(targets.row[sel] - lo).to(device)
+                p_ = torch.from_numpy(targets.pos[sel] - 1).to(device)
+                logits = model.logits(hidden[r, p_]).double().cpu()
+                summarise_distribution(logits.log_softmax(dim=-1), logits, targets, sel, out)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def summarise_distribution(
+    logp: Any,
+    scores: Any,
+    targets: ValueTargets,
+    sel: np.ndarray,
+    out: dict[str, np.ndarray],
+) -> None:
+    """Fills ``out[...][sel]`` from predictive log-probabilities ``logp`` (float64 tensor,
+    one row per target in ``sel``); ties for the maximum are decided on ``scores`` (the logits,
+    or ``logp`` itself), exactly as the evaluator does."""
+    import torch
+
+    layout = targets.layout
+    logits = scores
+    values = torch.from_numpy(targets.value[sel])
+    out["bits"][sel] = (-logp.gather(1, values[:, None])[:, 0] / LN2).numpy()
+    zmax = logits.max(dim=1, keepdim=True).values
+    tied = logits == zmax
+    hit = tied.gather(1, values[:, None])[:, 0]
+    out["credit"][sel] = (hit.double() / tied.sum(dim=1).double()).numpy()
+    probs = logp.exp()
+    out["max_prob"][sel] = probs.max(dim=1).values.numpy()
+    out["argmax"][sel] = logits.argmax(dim=1).numpy()
+    attrs = targets.attribute[sel]
+    for a in np.unique(attrs).tolist():
+        m = attrs == a
+        start, size = layout.start[a], layout.size[a]
+        log_h = layout.log_h[a]
+        lp = logp[torch.from_numpy(np.flatnonzero(m))][:, start : start + size].numpy()
+        mass_log = np.logaddexp.reduce(lp, axis=1)
+        q_log = lp - mass_log[:, None]
+        with np.errstate(invalid="ignore"):  # 0 * -inf where the model puts no mass
+            kl = np.nansum(np.exp(q_log) * (q_log - log_h[None, :]), axis=1) / LN2
+        idx = sel[m]
+        out["pool_mass"][idx] = np.exp(mass_log)
+        out["kl_bits"][idx] = np.maximum(kl, 0.0)
+        out["prior_bits"][idx] = -log_h[targets.value[idx] - start] / LN2
+        out["chance"][idx] = 1.0 / size
+
+
+def probe_model(model: Any, probes: ValueTargets) -> dict[str, Any]:
+    """Summary of fact probes: accuracy, chance-corrected facts known, and knowledge bits
+    (``sum(prior bits - model bits)``: the information about values the model holds beyond
+    ``H_a``), overall and by frequency bucket. Values are per probed pair; ``n_pairs`` says how
+    many were probed (multiply the means by the number of revealed pairs for totals)."""
+    s = value_stats(model, probes)
+    known = (s["credit"] - s["chance"]) / (1.0 - s["chance"])
+    gain = s["prior_bits"] - s["bits"]
+    buckets = {}
+    b = probes.bucket
+    for v in np.unique(b).tolist():
+        m = b == v
+        buckets[bucket_label(v)] = {
+            "pairs": int(m.sum()),
+            "accuracy": float(s["credit"][m].mean()),
+            "known": float(known[m].mean()),
+            "bits_gain": float(gain[m].mean()),
+        }
+    return {
+        "n_pairs": len(probes),
+        "accuracy": float(s["credit"].mean()),
+        "chance": float(s["chance"].mean()),
+        "known_fraction": float(known.mean()),
+        "bits_gain_per_pair": float(gain.mean()),
+        "prior_bits_per_pair": float(s["prior_bits"].mean()),
+        "buckets": buckets,
+    }
