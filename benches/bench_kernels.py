@@ -7,7 +7,8 @@ forward+backward on top of the inputs, and effective TFLOP/s of forward+backward
 model's ``6 * tokens * hidden * vocab`` flops (recomputation not counted), also as a fraction of
 a dense peak (989 TFLOP/s, H100 SXM bf16, by default).
 
-Methods: ``synknow`` (Triton), ``eager`` (F.linear + F.cross_entropy on fp32 logits),
+Methods: ``synknow`` (Triton, default "chunked" backward), ``synknow_fused`` (Triton with the
+"fused" atomics backward), ``eager`` (F.linear + F.cross_entropy on fp32 logits),
 ``compile`` (the same under torch.compile), ``torch_lce`` / ``torch_lce_chunked`` (PyTorch's own
 F.linear_cross_entropy, reference and chunked paths, when the installed version has it),
 ``liger`` (Liger-Kernel) and ``cce`` (cut-cross-entropy) when installed, and ``synknow_torch``
@@ -69,6 +70,7 @@ SHAPES = {
 }
 DEFAULT_METHODS = (
     "synknow",
+    "synknow_fused",
     "eager",
     "compile",
     "torch_lce",
@@ -76,6 +78,8 @@ DEFAULT_METHODS = (
     "liger",
     "cce",
 )
+# Environment set while a method runs (the backward strategy is read when backward runs).
+METHOD_ENV = {"synknow_fused": {"SYNKNOW_KERNELS_LCE_BACKWARD": "fused"}}
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -90,8 +94,9 @@ def _eager(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def make_method(name: str) -> tuple[Loss | None, str]:
     """Return (loss function, note); the function is None when the method is unavailable."""
-    if name == "synknow":
-        return (lambda h, w, t: synknow_kernels.linear_cross_entropy(h, w, t, impl="triton")), ""
+    if name in ("synknow", "synknow_fused"):
+        note = "backward=fused (atomics)" if name == "synknow_fused" else "backward=chunked"
+        return (lambda h, w, t: synknow_kernels.linear_cross_entropy(h, w, t, impl="triton")), note
     if name == "synknow_torch":
         return (lambda h, w, t: synknow_kernels.linear_cross_entropy(h, w, t, impl="torch")), ""
     if name == "eager":
@@ -408,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["status"] = "unavailable"
                 results.append(row)
                 continue
+            saved_env = {k: os.environ.get(k) for k in METHOD_ENV.get(m, {})}
+            os.environ.update(METHOD_ENV.get(m, {}))
             try:
                 row.update(
                     bench_one(fn, h, w, t, warmup=args.warmup, repeats=args.repeats, cuda=cuda)
@@ -420,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # record and go on: one broken baseline must not end the run
                 row["status"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             finally:
+                for k, old in saved_env.items():
+                    if old is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = old
                 h.grad = None
                 w.grad = None
                 if cuda:

@@ -10,19 +10,27 @@ fp32 and immediately folded into an online log-sum-exp, the target logit and the
 vocabulary can be split over several programs (``NSPLIT``) so that few tokens still fill the GPU;
 the partial results are merged in PyTorch.
 
-The backward kernel gets, per token, the upstream gradients of those three numbers and the saved
-log-sum-exp. Each program recomputes one ``(BLOCK_M, BLOCK_V)`` logits tile, forms
-``dlogits = g_lse * softmax + g_zt * onehot(target) + g_zsum`` (times the softcap derivative)
-and contracts it right away with the weight tile (-> d_hidden) and the hidden tile
-(-> d_weight), adding both into fp32 buffers with atomics. Tiles whose tokens all have zero
-upstream gradient (ignored rows) are skipped. The fp32 weight-gradient buffer covers at most
-``_DW_CHUNK_BYTES`` of vocabulary rows at a time so that a 256k vocabulary does not need a
-second full-size fp32 copy of the weight.
+The backward gets, per token, the upstream gradients of those three numbers and the saved
+log-sum-exp. A backward kernel recomputes one ``(BLOCK_M, BLOCK_V)`` logits tile at a time and
+forms ``dlogits = g_lse * softmax + g_zt * onehot(target) + g_zsum`` (times the softcap
+derivative); tiles whose tokens all have zero upstream gradient (ignored rows) are skipped.
+Two strategies then turn dlogits into gradients (environment variable
+``SYNKNOW_KERNELS_LCE_BACKWARD``, read when the backward runs):
+
+* ``chunked`` (default): the kernel writes dlogits for one vocabulary chunk (at most
+  ``_DZ_CHUNK_BYTES``, input dtype) and cuBLAS computes ``d_weight[chunk] = dlogits.T @ hidden``
+  and ``d_hidden += dlogits @ weight[chunk]`` (fp32 accumulation). Bounded extra memory, and the
+  two big contractions run at cuBLAS speed.
+* ``fused``: the kernel contracts the tile right away with the weight tile (-> d_hidden) and the
+  hidden tile (-> d_weight) and adds both into fp32 buffers with atomics; no dlogits ever reach
+  memory, at the price of atomic traffic. The fp32 weight-gradient buffer covers at most
+  ``_DW_CHUNK_BYTES`` of vocabulary rows at a time.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -40,8 +48,12 @@ from .reference import lce_grads_torch, lce_stats_torch
 
 __all__ = ["linear_cross_entropy"]
 
-# Largest fp32 weight-gradient accumulation buffer for 16-bit weights (bytes).
+# Backward strategy, read when the backward runs: "chunked" (default) or "fused".
+BACKWARD_ENV_VAR = "SYNKNOW_KERNELS_LCE_BACKWARD"
+# "fused": largest fp32 weight-gradient accumulation buffer for 16-bit weights (bytes).
 _DW_CHUNK_BYTES = 1 << 28
+# "chunked": largest dlogits buffer (tokens x vocabulary chunk, input dtype), in bytes.
+_DZ_CHUNK_BYTES = 1 << 29
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,10 +222,12 @@ def _lce_bwd_kernel(
     dh_ptr,
     dw_ptr,
     db_ptr,
+    dz_ptr,
     N,
     H,
     v_begin,
     v_end,
+    stride_dz,
     stride_hn,
     stride_hk,
     stride_wv,
@@ -226,6 +240,7 @@ def _lce_bwd_kernel(
     COMPUTE_DH: tl.constexpr,
     COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr,
+    STORE_DZ: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -290,45 +305,53 @@ def _lce_bwd_kernel(
         dz = tl.where(row_mask[:, None] & col_mask[None, :], dz, 0.0)
         if COMPUTE_DB:
             tl.atomic_add(db_ptr + offs_v, tl.sum(dz, axis=0), mask=col_mask, sem="relaxed")
-        # The two contractions run on the tensor cores in the input dtype, accumulating in fp32,
-        # like the eager backward of a 16-bit linear layer.
-        dz_in = dz.to(h_ptr.dtype.element_ty)
-        if DOT_UPCAST:
-            dz_in = dz_in.to(tl.float32)  # keeps the 16-bit rounding, see _dot_upcast
-        offs_vl = offs_v - v_begin  # row in this launch's weight-gradient chunk
-        for k0 in range(0, H, BLOCK_K):
-            offs_k = k0 + tl.arange(0, BLOCK_K)
-            k_mask = offs_k < H
-            if COMPUTE_DH:
-                w = tl.load(
-                    w_ptr + offs_v[:, None] * stride_wv + offs_k[None, :] * stride_wk,
-                    mask=col_mask[:, None] & k_mask[None, :],
-                    other=0.0,
-                )
-                if DOT_UPCAST:
-                    w = w.to(tl.float32)
-                dh = tl.dot(dz_in, w, input_precision=DOT_PRECISION)
-                tl.atomic_add(
-                    dh_ptr + offs_m[:, None] * H + offs_k[None, :],
-                    dh,
-                    mask=row_mask[:, None] & k_mask[None, :],
-                    sem="relaxed",
-                )
-            if COMPUTE_DW:
-                h = tl.load(
-                    h_ptr + offs_m[:, None] * stride_hn + offs_k[None, :] * stride_hk,
-                    mask=row_mask[:, None] & k_mask[None, :],
-                    other=0.0,
-                )
-                if DOT_UPCAST:
-                    h = h.to(tl.float32)
-                dw = tl.dot(tl.trans(dz_in), h, input_precision=DOT_PRECISION)
-                tl.atomic_add(
-                    dw_ptr + offs_vl[:, None] * H + offs_k[None, :],
-                    dw,
-                    mask=col_mask[:, None] & k_mask[None, :],
-                    sem="relaxed",
-                )
+        offs_vl = offs_v - v_begin  # column in this launch's vocabulary chunk
+        if STORE_DZ:
+            # "chunked" backward: hand the dlogits tile to cuBLAS (see _grads_chunked).
+            tl.store(
+                dz_ptr + offs_m[:, None] * stride_dz + offs_vl[None, :],
+                dz.to(dz_ptr.dtype.element_ty),
+                mask=row_mask[:, None] & col_mask[None, :],
+            )
+        if COMPUTE_DH or COMPUTE_DW:
+            # The two contractions run on the tensor cores in the input dtype, accumulating in fp32,
+            # like the eager backward of a 16-bit linear layer.
+            dz_in = dz.to(h_ptr.dtype.element_ty)
+            if DOT_UPCAST:
+                dz_in = dz_in.to(tl.float32)  # keeps the 16-bit rounding, see _dot_upcast
+            for k0 in range(0, H, BLOCK_K):
+                offs_k = k0 + tl.arange(0, BLOCK_K)
+                k_mask = offs_k < H
+                if COMPUTE_DH:
+                    w = tl.load(
+                        w_ptr + offs_v[:, None] * stride_wv + offs_k[None, :] * stride_wk,
+                        mask=col_mask[:, None] & k_mask[None, :],
+                        other=0.0,
+                    )
+                    if DOT_UPCAST:
+                        w = w.to(tl.float32)
+                    dh = tl.dot(dz_in, w, input_precision=DOT_PRECISION)
+                    tl.atomic_add(
+                        dh_ptr + offs_m[:, None] * H + offs_k[None, :],
+                        dh,
+                        mask=row_mask[:, None] & k_mask[None, :],
+                        sem="relaxed",
+                    )
+                if COMPUTE_DW:
+                    h = tl.load(
+                        h_ptr + offs_m[:, None] * stride_hn + offs_k[None, :] * stride_hk,
+                        mask=row_mask[:, None] & k_mask[None, :],
+                        other=0.0,
+                    )
+                    if DOT_UPCAST:
+                        h = h.to(tl.float32)
+                    dw = tl.dot(tl.trans(dz_in), h, input_precision=DOT_PRECISION)
+                    tl.atomic_add(
+                        dw_ptr + offs_vl[:, None] * H + offs_k[None, :],
+                        dw,
+                        mask=col_mask[:, None] & k_mask[None, :],
+                        sem="relaxed",
+                    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,6 +458,143 @@ def lce_stats_triton(
     return torch.logsumexp(part[0], dim=0), part[1].sum(dim=0), part[2].sum(dim=0)
 
 
+def _backward_mode() -> str:
+    mode = os.environ.get(BACKWARD_ENV_VAR, "chunked").strip().lower() or "chunked"
+    if mode not in ("chunked", "fused"):
+        raise ValueError(f"{BACKWARD_ENV_VAR} must be 'chunked' or 'fused', got {mode!r}")
+    return mode
+
+
+_ADDMM_OUT_DTYPE: bool | None = None  # does torch.addmm accept out_dtype here? (probed once)
+
+
+def _addmm_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``acc += a @ b`` with ``acc`` fp32 and 16-bit ``a``/``b``, accumulating in fp32.
+
+    Recent PyTorch exposes cuBLAS's 16-bit-in / fp32-out GEMM as ``addmm(..., out_dtype=)``;
+    elsewhere the product is rounded to the input dtype once before the fp32 add.
+    """
+    global _ADDMM_OUT_DTYPE
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+        return
+    if _ADDMM_OUT_DTYPE is not False and a.is_cuda:
+        try:
+            acc.copy_(torch.addmm(acc, a, b, out_dtype=acc.dtype))
+            _ADDMM_OUT_DTYPE = True
+            return
+        except (TypeError, RuntimeError, NotImplementedError):
+            _ADDMM_OUT_DTYPE = False
+    acc.add_(torch.mm(a, b))
+
+
+def _launch_bwd(
+    hidden, weight, bias, targets, lse, g, softcap, v0, v1, dh, dw, db, dz, cfg, upcast_dot
+) -> None:
+    n, h = hidden.shape
+    dummy = g[0]  # placeholder pointer for disabled outputs, never touched
+    grid = (triton.cdiv(n, cfg["BLOCK_M"]) * triton.cdiv(v1 - v0, cfg["BLOCK_V"]),)
+    _lce_bwd_kernel[grid](
+        hidden,
+        weight,
+        bias if bias is not None else dummy,
+        targets,
+        lse,
+        g[0],
+        g[1],
+        g[2],
+        dh if dh is not None else dummy,
+        dw if dw is not None else dummy,
+        db if db is not None else dummy,
+        dz if dz is not None else dummy,
+        n,
+        h,
+        v0,
+        v1,
+        dz.stride(0) if dz is not None else 0,
+        hidden.stride(0),
+        hidden.stride(1),
+        weight.stride(0),
+        weight.stride(1),
+        bias.stride(0) if bias is not None else 0,
+        targets.stride(0),
+        softcap,
+        HAS_BIAS=bias is not None,
+        SOFTCAP=softcap > 0.0,
+        COMPUTE_DH=dh is not None,
+        COMPUTE_DW=dw is not None,
+        COMPUTE_DB=db is not None,
+        STORE_DZ=dz is not None,
+        GROUP_M=8,
+        DOT_PRECISION=_dot_precision(hidden.dtype),
+        DOT_UPCAST=upcast_dot,
+        **cfg,
+    )
+
+
+def _grads_fused(hidden, weight, bias, targets, lse, g, softcap, need_dh, need_dw, need_db):
+    """Everything in one kernel: the dlogits tile never leaves registers; fp32 atomics."""
+    n, h = hidden.shape
+    v = weight.shape[0]
+    f32 = torch.float32
+    dh_acc = torch.zeros((n, h), dtype=f32, device=hidden.device) if need_dh else None
+    dw_out = torch.zeros((v, h), dtype=weight.dtype, device=weight.device) if need_dw else None
+    db_acc = torch.zeros(v, dtype=f32, device=weight.device) if need_db else None
+    cfg = _config(hidden.dtype, backward=True)
+    bv = cfg["BLOCK_V"]
+    if weight.dtype == f32:
+        chunk = v  # accumulate straight into the returned fp32 gradient
+    else:
+        chunk = max(bv, (_DW_CHUNK_BYTES // (4 * max(1, h))) // bv * bv)
+    for v0 in range(0, v, chunk):
+        v1 = min(v, v0 + chunk)
+        if dw_out is None or weight.dtype == f32:
+            dw_acc = None if dw_out is None else dw_out[v0:v1]
+        else:
+            dw_acc = torch.zeros((v1 - v0, h), dtype=f32, device=weight.device)
+        _launch_bwd(
+            hidden, weight, bias, targets, lse, g, softcap, v0, v1,
+            dh_acc, dw_acc, db_acc, None, cfg, _dot_upcast(hidden.dtype),
+        )  # fmt: skip
+        if dw_out is not None and dw_acc is not None and weight.dtype != f32:
+            dw_out[v0:v1].copy_(dw_acc)
+    return dh_acc, dw_out, db_acc
+
+
+def _grads_chunked(hidden, weight, bias, targets, lse, g, softcap, need_dh, need_dw, need_db):
+    """Kernel writes dlogits for a vocabulary chunk, cuBLAS does the two big contractions.
+
+    ``d_weight[chunk] = dlogits.T @ hidden`` is complete in one GEMM (fp32 accumulation inside
+    cuBLAS); ``d_hidden`` accumulates ``dlogits @ weight[chunk]`` over chunks in fp32.
+    """
+    n, h = hidden.shape
+    v = weight.shape[0]
+    f32 = torch.float32
+    dev = hidden.device
+    dh_acc = torch.zeros((n, h), dtype=f32, device=dev) if need_dh else None
+    dw_out = torch.empty((v, h), dtype=weight.dtype, device=dev) if need_dw else None
+    db_acc = torch.zeros(v, dtype=f32, device=dev) if need_db else None
+    # Recompute + store is shaped like the forward; fp32 needs the smaller backward tile (the
+    # dlogits tile stays live next to the logits tile) to avoid register spills.
+    cfg = _config(hidden.dtype, backward=hidden.dtype == torch.float32)
+    bv = cfg["BLOCK_V"]
+    elem = hidden.element_size()
+    chunk = max(bv, (_DZ_CHUNK_BYTES // (elem * max(1, n))) // bv * bv)
+    for v0 in range(0, v, chunk):
+        v1 = min(v, v0 + chunk)
+        # zeros: tiles of fully ignored rows are skipped by the kernel and must read as 0.
+        dz = torch.zeros((n, v1 - v0), dtype=hidden.dtype, device=dev)
+        _launch_bwd(
+            hidden, weight, bias, targets, lse, g, softcap, v0, v1,
+            None, None, db_acc, dz, cfg, _dot_upcast(hidden.dtype),
+        )  # fmt: skip
+        if dh_acc is not None:
+            _addmm_fp32_(dh_acc, dz, weight[v0:v1])
+        if dw_out is not None:
+            torch.mm(dz.T, hidden, out=dw_out[v0:v1])
+    return dh_acc, dw_out, db_acc
+
+
 def lce_grads_triton(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -449,75 +609,22 @@ def lce_grads_triton(
     need_dw: bool = True,
     need_db: bool = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    n, h = hidden.shape
-    v = weight.shape[0]
-    dev = hidden.device
+    n = hidden.shape[0]
     need_db = need_db and bias is not None
-    f32 = torch.float32
-    dh_acc = torch.zeros((n, h), dtype=f32, device=dev) if need_dh else None
-    dw_out = torch.empty((v, h), dtype=weight.dtype, device=dev) if need_dw else None
-    db_acc = torch.zeros(v, dtype=f32, device=dev) if need_db else None
-    if n > 0 and (need_dh or need_dw or need_db):
-        cfg = _config(hidden.dtype, backward=True)
-        bv = cfg["BLOCK_V"]
-        if weight.dtype == f32:
-            chunk = v  # accumulate straight into the returned fp32 gradient
-        else:
-            chunk = max(bv, (_DW_CHUNK_BYTES // (4 * max(1, h))) // bv * bv)
-        g_lse, g_zt, g_zsum = (g.contiguous().to(f32) for g in (g_lse, g_zt, g_zsum))
-        lse = lse.contiguous()
-        dummy = g_lse  # placeholder pointer for disabled outputs, never touched
-        for v0 in range(0, v, chunk):
-            v1 = min(v, v0 + chunk)
-            if dw_out is None:
-                dw_acc = dummy
-            elif weight.dtype == f32:
-                dw_out[v0:v1].zero_()
-                dw_acc = dw_out[v0:v1]
-            else:
-                dw_acc = torch.zeros((v1 - v0, h), dtype=f32, device=dev)
-            grid = (triton.cdiv(n, cfg["BLOCK_M"]) * triton.cdiv(v1 - v0, bv),)
-            _lce_bwd_kernel[grid](
-                hidden,
-                weight,
-                bias if bias is not None else dummy,
-                targets,
-                lse,
-                g_lse,
-                g_zt,
-                g_zsum,
-                dh_acc if dh_acc is not None else dummy,
-                dw_acc,
-                db_acc if db_acc is not None else dummy,
-                n,
-                h,
-                v0,
-                v1,
-                hidden.stride(0),
-                hidden.stride(1),
-                weight.stride(0),
-                weight.stride(1),
-                bias.stride(0) if bias is not None else 0,
-                targets.stride(0),
-                softcap,
-                HAS_BIAS=bias is not None,
-                SOFTCAP=softcap > 0.0,
-                COMPUTE_DH=need_dh,
-                COMPUTE_DW=need_dw,
-                COMPUTE_DB=need_db,
-                GROUP_M=8,
-                DOT_PRECISION=_dot_precision(hidden.dtype),
-                DOT_UPCAST=_dot_upcast(hidden.dtype),
-                **cfg,
-            )
-            if dw_out is not None and weight.dtype != f32:
-                dw_out[v0:v1].copy_(dw_acc)
-    elif dw_out is not None:
-        dw_out.zero_()
+    g = tuple(x.contiguous().to(torch.float32) for x in (g_lse, g_zt, g_zsum))
+    if n == 0 or not (need_dh or need_dw or need_db):
+        dh = hidden.new_zeros(hidden.shape) if need_dh else None
+        dw = torch.zeros_like(weight) if need_dw else None
+        db = torch.zeros_like(bias) if need_db else None  # type: ignore[arg-type]
+        return dh, dw, db
+    fn = _grads_fused if _backward_mode() == "fused" else _grads_chunked
+    dh, dw, db = fn(
+        hidden, weight, bias, targets, lse.contiguous(), g, softcap, need_dh, need_dw, need_db
+    )
     return (
-        None if dh_acc is None else dh_acc.to(hidden.dtype),
-        dw_out,
-        None if db_acc is None else db_acc.to(bias.dtype),  # type: ignore[union-attr]
+        None if dh is None else dh.to(hidden.dtype),
+        dw,
+        None if db is None else db.to(bias.dtype),  # type: ignore[union-attr]
     )
 
 

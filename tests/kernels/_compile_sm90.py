@@ -35,7 +35,7 @@ TARGET = GPUTarget("cuda", 90, 32)
 # 16 carry a divisibility hint. Without this, loads look strided and the compiled code (and its
 # register/shared-memory report) would not match what runs on the GPU.
 _ONE = {"stride_hk", "stride_wk", "stride_b", "stride_t", "stride_xv"}
-_DIV16 = {"N", "V", "H", "stride_hn", "stride_wv", "stride_xn", "v_begin", "v_end"}
+_DIV16 = {"N", "V", "H", "stride_hn", "stride_wv", "stride_xn", "v_begin", "v_end", "stride_dz"}
 
 
 def _compile(
@@ -112,30 +112,34 @@ def main() -> int:
                     lce_mod._config(torch_dt, backward=False),
                 )
             )
-            cases.append(
-                (
-                    f"lce_bwd {dt} softcap={softcap}",
-                    lce_mod._lce_bwd_kernel,
-                    {
-                        **ptr,
-                        **stats,
-                        **{k: "*fp32" for k in ("dh_ptr", "dw_ptr", "db_ptr")},
-                        "v_begin": "i64",
-                        "v_end": "i64",
-                    },
-                    {
-                        "HAS_BIAS": True,
-                        "SOFTCAP": softcap,
-                        "COMPUTE_DH": True,
-                        "COMPUTE_DW": True,
-                        "COMPUTE_DB": True,
-                        "GROUP_M": 8,
-                        "DOT_PRECISION": prec,
-                        "DOT_UPCAST": False,
-                    },
-                    lce_mod._config(torch_dt, backward=True),
+            for mode in ("fused", "chunked"):
+                fused = mode == "fused"
+                cases.append(
+                    (
+                        f"lce_bwd_{mode} {dt} softcap={softcap}",
+                        lce_mod._lce_bwd_kernel,
+                        {
+                            **ptr,
+                            **stats,
+                            **{k: "*fp32" for k in ("dh_ptr", "dw_ptr", "db_ptr")},
+                            "dz_ptr": f"*{dt}",
+                            "v_begin": "i64",
+                            "v_end": "i64",
+                        },
+                        {
+                            "HAS_BIAS": True,
+                            "SOFTCAP": softcap,
+                            "COMPUTE_DH": fused,
+                            "COMPUTE_DW": fused,
+                            "COMPUTE_DB": True,
+                            "STORE_DZ": not fused,
+                            "GROUP_M": 8,
+                            "DOT_PRECISION": prec,
+                            "DOT_UPCAST": False,
+                        },
+                        lce_mod._config(torch_dt, backward=fused or torch_dt == torch.float32),
+                    )
                 )
-            )
         cases.append(
             (
                 f"token_eval {dt}",

@@ -10,10 +10,26 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _kernel_testing import assert_no_worse, assert_no_worse_16bit, leaf, naive_linear_loss
+from _kernel_testing import (
+    assert_no_worse,
+    assert_no_worse_16bit,
+    leaf,
+    naive_linear_loss,
+    triton_runnable,
+)
 from synknow_kernels import linear_cross_entropy
+from synknow_kernels.linear_cross_entropy import BACKWARD_ENV_VAR
 
 N, H, V = 252, 123, 507
+
+
+@pytest.fixture(params=["chunked", "fused"])
+def backward(request, impl, monkeypatch):
+    """The Triton backward strategy (irrelevant for the torch impl, which runs once)."""
+    if impl == "torch" and request.param != "chunked":
+        pytest.skip("backward strategy only applies to impl='triton'")
+    monkeypatch.setenv(BACKWARD_ENV_VAR, request.param)
+    return request.param
 
 
 def _data(n=N, h=H, v=V, seed=0, ignore_every=7, bias=True, scale=0.3):
@@ -119,13 +135,13 @@ OPTION_SETS = {
 
 
 @pytest.mark.parametrize("opts", OPTION_SETS.values(), ids=OPTION_SETS.keys())
-def test_matches_float64(impl, device, opts):
+def test_matches_float64(impl, device, backward, opts):
     hid, w, b, t = _data()
     check_lce(impl, device, hid, w, b, t, **opts)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_16bit_inputs(impl, device, dtype):
+def test_16bit_inputs(impl, device, backward, dtype):
     """bf16/fp16 on small shapes (the interpreter emulates the tensor-core dot exactly)."""
     hid, w, b, t = _data(n=130, v=300)
     opts = {"label_smoothing": 0.1, "z_loss": 1e-4, "softcap": 30.0}
@@ -158,7 +174,7 @@ def test_ignore_index_inside_vocab(impl, device):
     check_lce(impl, device, hid, w, b, t, ignore_index=5, label_smoothing=0.1)
 
 
-def test_non_contiguous_inputs(impl, device):
+def test_non_contiguous_inputs(impl, device, backward):
     hid, w, b, t = _data()
     # Strided targets and bias: every other element of a longer tensor.
     t2 = torch.stack([t, torch.zeros_like(t)], dim=1)[:, 0]
@@ -185,7 +201,7 @@ def test_three_dim_hidden_from_permuted_tensor(impl, device):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_all_rows_ignored(impl, device, reduction):
+def test_all_rows_ignored(impl, device, backward, reduction):
     hid, w, b, t = _data(n=70)
     t[:] = -100
     h_in, w_in, b_in = (leaf(x.to(device, torch.float32)) for x in (hid, w, b))
@@ -200,13 +216,13 @@ def test_all_rows_ignored(impl, device, reduction):
 
 
 @pytest.mark.parametrize("v", [1, 5, 64, 65])
-def test_tiny_and_block_edge_vocab(impl, device, v):
+def test_tiny_and_block_edge_vocab(impl, device, backward, v):
     hid, w, b, t = _data(n=33, h=17, v=v, ignore_every=4)
     check_lce(impl, device, hid, w, b, t, label_smoothing=0.1, reduction="none")
 
 
 @pytest.mark.parametrize("which", ["hidden", "weight", "bias"])
-def test_partial_requires_grad(impl, device, which):
+def test_partial_requires_grad(impl, device, backward, which):
     hid, w, b, t = _data(n=40, v=130)
     tensors = {
         "hidden": hid.to(device, torch.float32),
@@ -391,3 +407,14 @@ def test_opcheck():
     hid, w, b, t = _data(n=20, v=40)
     args = (hid.float().requires_grad_(), w.float().requires_grad_(), b.float(), t, 2.0, "torch")
     torch.library.opcheck(_lce_stats_op, args)
+
+
+def test_bad_backward_strategy(monkeypatch):
+    if not triton_runnable():
+        pytest.skip("needs the Triton impl")
+    hid, w, b, t = _data(n=8, v=20)
+    h_in = leaf(hid.float())
+    monkeypatch.setenv(BACKWARD_ENV_VAR, "magic")
+    loss = linear_cross_entropy(h_in, w.float(), t, impl="triton")
+    with pytest.raises(ValueError, match=BACKWARD_ENV_VAR):
+        loss.backward()
