@@ -1,10 +1,17 @@
 //! Counter-keyed random streams (SPEC 3.4).
 //!
 //! Every random decision is drawn from a stream named by `(seed, stream id, index)`: the theta
-//! stream, the CRP stream, one stream per entity and one per document. A stream is xoshiro256++
-//! seeded through SplitMix64 from a strong mix of the key, so any document or entity can be
-//! regenerated on its own: this is what makes the corpus bit-identical for every thread count
-//! and chunking, and makes prefixes nested.
+//! stream, the CRP stream, one stream per entity and one per document. So any document or entity
+//! can be regenerated on its own: this is what makes the corpus bit-identical for every thread
+//! count and chunking, and makes prefixes nested.
+//!
+//! Two generators, both keyed the same way:
+//! - [`Rng`]: xoshiro256++ seeded through SplitMix64 from a strong mix of the key, for the long
+//!   streams (CRP, theta, grammar, entities);
+//! - [`CounterRng`]: SplitMix64 itself, i.e. a counter-based generator (word `j` of the stream is
+//!   a fixed bijective mix of `start + j * golden`), for the short per-document streams: opening
+//!   it costs one mix, and consecutive words do not depend on each other, so the few words a
+//!   document needs are computed in parallel by the CPU.
 
 /// Stream ids. Never renumber: corpora are defined by them.
 pub mod stream {
@@ -31,16 +38,25 @@ pub struct Rng {
     s: [u64; 4],
 }
 
-impl Rng {
-    /// The stream `(seed, stream, index)`.
-    #[inline]
-    pub fn keyed(seed: u64, stream: u64, index: u64) -> Self {
-        // Three rounds of SplitMix over the key parts: distinct keys give unrelated states.
+/// The fixed part of a stream key, `(seed, stream)`, mixed once: opening the stream of one index
+/// then costs four SplitMix steps. `StreamKey::new(s, st).rng(i)` is exactly `Rng::keyed(s, st, i)`,
+/// which matters for the per-document stream, opened once per document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamKey(u64);
+
+impl StreamKey {
+    pub fn new(seed: u64, stream: u64) -> Self {
+        // Two rounds of SplitMix over the key parts: distinct keys give unrelated states.
         let mut k = seed;
         let a = splitmix64(&mut k);
         let mut k2 = a ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let b = splitmix64(&mut k2);
-        let mut st = b ^ index.wrapping_mul(0x8CB9_2BA7_2F3D_8DD7);
+        StreamKey(splitmix64(&mut k2))
+    }
+
+    /// The stream of one index (a document, an entity, ...).
+    #[inline(always)]
+    pub fn rng(self, index: u64) -> Rng {
+        let mut st = self.0 ^ index.wrapping_mul(0x8CB9_2BA7_2F3D_8DD7);
         let s = [
             splitmix64(&mut st),
             splitmix64(&mut st),
@@ -48,6 +64,101 @@ impl Rng {
             splitmix64(&mut st),
         ];
         Rng { s }
+    }
+
+    /// The counter-based stream of one index (used per document).
+    #[inline(always)]
+    pub fn counter(self, index: u64) -> CounterRng {
+        let mut st = self.0 ^ index.wrapping_mul(0x8CB9_2BA7_2F3D_8DD7);
+        CounterRng {
+            state: splitmix64(&mut st),
+        }
+    }
+}
+
+/// A source of uniform 64-bit words, and the exact integer draws built on it.
+pub trait Words {
+    fn next_u64(&mut self) -> u64;
+
+    /// Uniform in `[0, 1)` with 53 random bits.
+    #[inline(always)]
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform integer in `[0, n)`, exactly unbiased (Lemire's multiply-and-reject), `n > 0`.
+    #[inline(always)]
+    fn below(&mut self, n: u64) -> u64 {
+        debug_assert!(n > 0);
+        let mut m = (self.next_u64() as u128) * (n as u128);
+        let mut low = m as u64;
+        if low < n {
+            let threshold = n.wrapping_neg() % n;
+            while low < threshold {
+                m = (self.next_u64() as u128) * (n as u128);
+                low = m as u64;
+            }
+        }
+        (m >> 64) as u64
+    }
+
+    /// Several independent uniform integers from one 64-bit draw, exactly unbiased: `digits[i]`
+    /// is uniform in `[0, ranges[i])`, all independent. `product` must be the product of `ranges`
+    /// and below 2^64 (callers keep it far below, so the rejection essentially never fires).
+    ///
+    /// This is Lemire's multiply-and-reject on the range `product`, read in mixed radix
+    /// (Brackett-Rozinsky & Lemire, "Batched ranged random integer generation", 2024): each
+    /// multiply-high peels one digit (most significant first) off `x * product / 2^64`, and the
+    /// final low word is the remainder Lemire's rejection tests. Hence the digits are exactly
+    /// those of `below(product)` written in mixed radix, for the same words.
+    #[inline(always)]
+    fn mixed_radix(&mut self, ranges: &[u32], product: u64, digits: &mut [u32]) {
+        debug_assert_eq!(ranges.len(), digits.len());
+        debug_assert!(product > 0);
+        debug_assert_eq!(
+            ranges.iter().map(|&n| n as u128).product::<u128>(),
+            product as u128
+        );
+        loop {
+            let mut r = self.next_u64();
+            for (d, &n) in digits.iter_mut().zip(ranges) {
+                let m = (r as u128) * (n as u128);
+                *d = (m >> 64) as u32;
+                r = m as u64;
+            }
+            // r >= product implies r >= 2^64 mod product: the modulo is almost never needed.
+            if r >= product || r >= product.wrapping_neg() % product {
+                return;
+            }
+        }
+    }
+}
+
+/// SplitMix64 as a keyed, counter-based stream (see the module documentation).
+#[derive(Clone, Copy, Debug)]
+pub struct CounterRng {
+    state: u64,
+}
+
+impl Words for CounterRng {
+    #[inline(always)]
+    fn next_u64(&mut self) -> u64 {
+        splitmix64(&mut self.state)
+    }
+}
+
+impl Words for Rng {
+    #[inline(always)]
+    fn next_u64(&mut self) -> u64 {
+        Rng::next_u64(self)
+    }
+}
+
+impl Rng {
+    /// The stream `(seed, stream, index)`.
+    #[inline]
+    pub fn keyed(seed: u64, stream: u64, index: u64) -> Self {
+        StreamKey::new(seed, stream).rng(index)
     }
 
     #[inline(always)]
@@ -67,23 +178,19 @@ impl Rng {
     /// Uniform in `[0, 1)` with 53 random bits.
     #[inline(always)]
     pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        Words::uniform(self)
     }
 
     /// Uniform integer in `[0, n)`, exactly unbiased (Lemire's multiply-and-reject), `n > 0`.
     #[inline(always)]
     pub fn below(&mut self, n: u64) -> u64 {
-        debug_assert!(n > 0);
-        let mut m = (self.next_u64() as u128) * (n as u128);
-        let mut low = m as u64;
-        if low < n {
-            let threshold = n.wrapping_neg() % n;
-            while low < threshold {
-                m = (self.next_u64() as u128) * (n as u128);
-                low = m as u64;
-            }
-        }
-        (m >> 64) as u64
+        Words::below(self, n)
+    }
+
+    /// See [`Words::mixed_radix`].
+    #[inline(always)]
+    pub fn mixed_radix(&mut self, ranges: &[u32], product: u64, digits: &mut [u32]) {
+        Words::mixed_radix(self, ranges, product, digits)
     }
 
     /// Standard normal (Marsaglia polar method).
@@ -147,11 +254,19 @@ impl Rng {
 }
 
 /// Walker/Vose alias table: O(1) draws from a fixed discrete distribution.
+///
+/// One 64-bit word per draw: its high bits pick the column (multiply-high), its low 53 bits are
+/// the coin, compared as an integer with the column's threshold `ceil(p_col * 2^53)` (exactly the
+/// float test `coin * 2^-53 < p_col`), and the column or its alias is selected without a branch:
+/// the coin is random, so a branch would mispredict about half the time.
 #[derive(Clone, Debug)]
 pub struct AliasTable {
-    prob: Vec<f64>,
+    threshold: Vec<u64>,
     alias: Vec<u32>,
 }
+
+const COIN_BITS: u32 = 53;
+const COIN_MASK: u64 = (1u64 << COIN_BITS) - 1;
 
 impl AliasTable {
     pub fn new(weights: &[f64]) -> Self {
@@ -178,31 +293,49 @@ impl AliasTable {
                 small.push(l);
             }
         }
-        // Leftovers are 1 up to rounding.
-        AliasTable { prob, alias }
+        // Leftovers are 1 up to rounding. Scaling by 2^53 is exact, so the ceiling makes the
+        // integer test `coin < threshold` identical to `coin * 2^-53 < prob`.
+        let threshold = prob
+            .iter()
+            .map(|&p| (p.clamp(0.0, 1.0) * (1u64 << COIN_BITS) as f64).ceil() as u64)
+            .collect();
+        AliasTable { threshold, alias }
     }
 
     #[inline(always)]
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let x = rng.next_u64();
-        let n = self.prob.len() as u64;
-        // High bits pick the column, the low 53 bits the coin: one draw per sample.
-        let col = (((x as u128) * (n as u128)) >> 64) as usize;
-        let coin = (x & ((1u64 << 53) - 1)) as f64 * (1.0 / (1u64 << 53) as f64);
-        if coin < self.prob[col] {
-            col
-        } else {
-            self.alias[col] as usize
-        }
+        let col = (((x as u128) * (self.threshold.len() as u128)) >> 64) as usize;
+        let keep = (x & COIN_MASK) < self.threshold[col];
+        select(keep, col as u32, self.alias[col]) as usize
+    }
+
+    /// Column `col`'s coin threshold (out of 2^53) and alias, for callers that keep their own
+    /// flattened copy of several tables.
+    pub fn column(&self, col: usize) -> (u64, u32) {
+        (self.threshold[col], self.alias[col])
     }
 
     pub fn len(&self) -> usize {
-        self.prob.len()
+        self.threshold.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.prob.is_empty()
+        self.threshold.is_empty()
     }
+}
+
+/// `if keep { a } else { b }` as mask arithmetic, so that it compiles to no branch.
+#[inline(always)]
+pub fn select(keep: bool, a: u32, b: u32) -> u32 {
+    let mask = (keep as u32).wrapping_neg();
+    (a & mask) | (b & !mask)
+}
+
+/// The coin of an alias draw: the low 53 bits of the word.
+#[inline(always)]
+pub fn alias_coin(x: u64) -> u64 {
+    x & COIN_MASK
 }
 
 #[cfg(test)]
@@ -233,9 +366,51 @@ mod tests {
             counts[r.below(n) as usize] += 1;
         }
         let expected = draws as f64 / n as f64;
-        let chi2: f64 = counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
+        let chi2: f64 = counts
+            .iter()
+            .map(|&c| (c as f64 - expected).powi(2) / expected)
+            .sum();
         // 6 degrees of freedom: P(chi2 > 22.46) = 0.001.
         assert!(chi2 < 22.46, "chi2 = {chi2}");
+    }
+
+    #[test]
+    fn stream_key_matches_keyed() {
+        for (seed, st, i) in [(0, 0, 0), (7, 4, 12345), (u64::MAX, 3, u64::MAX)] {
+            let mut a = Rng::keyed(seed, st, i);
+            let mut b = StreamKey::new(seed, st).rng(i);
+            for _ in 0..8 {
+                assert_eq!(a.next_u64(), b.next_u64());
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_radix_gives_uniform_permutations() {
+        // Digits in [0,4) x [0,3) x [0,2): 24 cells, each a permutation of 4 items.
+        let mut r = Rng::keyed(3, 1, 4);
+        let ranges = [4u32, 3, 2];
+        let mut digits = [0u32; 3];
+        let draws = 480_000;
+        let mut counts = [0u64; 24];
+        for _ in 0..draws {
+            r.mixed_radix(&ranges, 24, &mut digits);
+            counts[(digits[0] * 6 + digits[1] * 2 + digits[2]) as usize] += 1;
+        }
+        let expected = draws as f64 / 24.0;
+        let chi2: f64 = counts
+            .iter()
+            .map(|&c| (c as f64 - expected).powi(2) / expected)
+            .sum();
+        // 23 degrees of freedom: P(chi2 > 49.73) = 0.001.
+        assert!(chi2 < 49.73, "chi2 = {chi2}");
+        // A range product near 2^64 exercises the rejection branch; digits stay in range.
+        let big = [u32::MAX, u32::MAX];
+        let product = (u32::MAX as u64) * (u32::MAX as u64);
+        for _ in 0..1000 {
+            r.mixed_radix(&big, product, &mut digits[..2]);
+            assert!(digits[..2].iter().all(|&d| d < u32::MAX));
+        }
     }
 
     #[test]
@@ -247,7 +422,10 @@ mod tests {
             let mean = xs.iter().sum::<f64>() / n as f64;
             let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
             // Standard error of the mean is sqrt(shape/n); allow 5 of them.
-            assert!((mean - shape).abs() < 5.0 * (shape / n as f64).sqrt(), "{shape}: {mean}");
+            assert!(
+                (mean - shape).abs() < 5.0 * (shape / n as f64).sqrt(),
+                "{shape}: {mean}"
+            );
             assert!((var - shape).abs() < 0.05 * shape, "{shape}: {var}");
         }
     }

@@ -5,27 +5,48 @@
 //!    creation of new entities (name uniform over unused names, values from `H_a`, each from the
 //!    entity's own stream);
 //! 2. **records, parallel**: each document's attribute order and templates from its own stream,
-//!    and its length;
-//! 3. **render, parallel**: tokens and roles copied from precomputed template renderings, with
-//!    the name and value slots patched in.
+//!    and its length. This does not depend on the entities, so it runs *while* stage 1 runs (the
+//!    sequential CRP pass is hidden behind it when there are two or more threads);
+//! 3. **render, parallel**: tokens and roles copied from precomputed template renderings in
+//!    fixed-width blocks (no per-token loop or branch), with the name and value slots patched in.
 //!
 //! Stages 2 and 3 depend only on `(seed, document index, entity table)`, so the output is
 //! bit-identical for any thread count and batch split, and prefixes are nested.
+//!
+//! Random numbers per document: the attribute order is one mixed-radix draw (a single 64-bit
+//! word gives the whole partial permutation, [`Rng::mixed_radix`]); each template is one alias
+//! draw.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::MaybeUninit;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use crate::config::{AttributeOrder, Config};
 use crate::error::{ConfigError, CorpusError};
 use crate::grammar::{Grammar, BOS, EOS};
-use crate::rng::{stream, AliasTable, Rng};
+use crate::rng::{alias_coin, stream, AliasTable, CounterRng, Rng, StreamKey, Words};
 use crate::theory;
 
 /// Documents per parallel work item: large enough to amortise scheduling, small enough to
 /// balance two to sixteen threads.
 const CHUNK_DOCS: usize = 2048;
+
+/// Widths in tokens of the fixed-size template copies of the render fast path. A sentence is
+/// copied as a whole block (a few vector moves) and the tokens past its end are overwritten by
+/// whatever follows; the narrowest width that holds the longest template is used, and templates
+/// longer than the widest take an exact (slower) path.
+const NARROW: usize = 16;
+const WIDE: usize = 32;
+
+/// Largest product of ranges drawn from one 64-bit word (attribute orders): keeps the mixed-radix
+/// rejection probability below 2^-24.
+const MAX_RADIX_PRODUCT: u64 = 1 << 40;
+
+/// Largest attribute-order table (`P * m` ids) kept to replace the swaps: 128 KB.
+const MAX_ORDER_TABLE: u64 = 1 << 16;
 
 /// A token word: `u16` when the vocabulary fits, else `u32` (SPEC 1).
 pub trait TokenWord: Copy + Default + Send + Sync + 'static {
@@ -146,6 +167,20 @@ impl Corpus {
     }
 }
 
+/// Wall-clock time of the stages of the last batch, for profiling. The CRP pass and the records
+/// run concurrently, so `crp + records + render` may exceed `total`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    /// Stage 1: PYCRP draws and entity creation (sequential).
+    pub crp: Duration,
+    /// Stage 2: attribute orders, templates and document lengths (parallel).
+    pub records: Duration,
+    /// Stage 3: the token and role arrays (parallel), allocation included.
+    pub render: Duration,
+    /// The whole `next_batch` call.
+    pub total: Duration,
+}
+
 /// Mixes a u64 key (already random-looking name indices need little work): one multiply-xorshift.
 #[derive(Default)]
 struct MixHasher(u64);
@@ -168,18 +203,374 @@ type NameSet = HashSet<u64, BuildHasherDefault<MixHasher>>;
 /// Upper bound on `prod_j L_j` so that a name index fits in a u64 draw.
 const MAX_NAME_SPACE: f64 = 9.0e18;
 
+/// What the records stage needs: the per-document law of attribute orders and templates.
+struct DocumentLaw {
+    key: StreamKey,
+    m: usize,
+    n_attributes: usize,
+    shuffled: bool,
+    /// Ranges `A, A-1, ..., A-m+1` of the partial Fisher–Yates swaps, grouped so that each
+    /// group's product stays below [`MAX_RADIX_PRODUCT`]: `(first, end, product)`.
+    swap_groups: Vec<(usize, usize, u64)>,
+    swap_ranges: Vec<u32>,
+    /// When the number of possible orders `P = A!/(A-m)!` is small: every order, `m` ids each,
+    /// indexed by the mixed-radix value of its swap digits, so that one `below(P)` and one
+    /// copy replace the swaps (identical results: see [`Words::mixed_radix`]).
+    order_table: Option<(u64, Vec<u16>)>,
+    /// Per attribute: flat index of its template 0, and its number of templates.
+    attribute_span: Vec<(u32, u32)>,
+    /// The alias tables of `theta`, flat over `(attribute, template)`, with the rendered
+    /// lengths of both outcomes of each column folded in.
+    cells: Vec<TemplateCell>,
+    /// Longest rendered template, in tokens.
+    max_template_len: usize,
+}
+
+/// Partial Fisher–Yates from the identity `order`: swap `s` exchanges positions `s` and
+/// `s + digits[s]`; returns the first `digits.len()` entries (a uniform random m-subset in uniform
+/// random order when each `digits[s]` is uniform in `[0, A - s)`).
+fn partial_shuffle<'a>(order: &'a mut [u16], digits: &[u32]) -> &'a [u16] {
+    for (s, &dg) in digits.iter().enumerate() {
+        order.swap(s, s + dg as usize);
+    }
+    &order[..digits.len()]
+}
+
+/// Restores the identity after [`partial_shuffle`] (swaps undone in reverse).
+fn undo_shuffle(order: &mut [u16], digits: &[u32]) {
+    for (s, &dg) in digits.iter().enumerate().rev() {
+        order.swap(s, s + dg as usize);
+    }
+}
+
+/// One column of the flattened template alias tables: the coin threshold, and for both outcomes
+/// (index 0: keep the column, 1: take its alias) the template id and its rendered length. The
+/// outcome indexes these pairs, so the random coin never becomes a (mispredicted) branch.
+#[derive(Clone, Copy, Debug)]
+struct TemplateCell {
+    threshold: u64,
+    template: [u16; 2],
+    len: [u32; 2],
+}
+
+impl DocumentLaw {
+    fn new(grammar: &Grammar, theta: &[Vec<f64>], seed: u64) -> Self {
+        Self::with_order_table(grammar, theta, seed, true)
+    }
+
+    fn with_order_table(grammar: &Grammar, theta: &[Vec<f64>], seed: u64, table: bool) -> Self {
+        let config = &grammar.config;
+        let (m, a_count) = (config.m(), grammar.n_attributes());
+        let swap_ranges: Vec<u32> = (0..m).map(|s| (a_count - s) as u32).collect();
+        let mut swap_groups = Vec::new();
+        let mut lo = 0;
+        while lo < m {
+            let (mut hi, mut product) = (lo, 1u64);
+            while hi < m && product * swap_ranges[hi] as u64 <= MAX_RADIX_PRODUCT {
+                product *= swap_ranges[hi] as u64;
+                hi += 1;
+            }
+            // A range alone always fits: ranges are at most 65535.
+            swap_groups.push((lo, hi, product));
+            lo = hi;
+        }
+        let mut attribute_span = Vec::with_capacity(a_count);
+        let mut cells = Vec::new();
+        for (list, weights) in grammar.templates.iter().zip(theta) {
+            attribute_span.push((cells.len() as u32, list.len() as u32));
+            let table = AliasTable::new(weights);
+            cells.extend((0..list.len()).map(|col| {
+                let (threshold, alias) = table.column(col);
+                TemplateCell {
+                    threshold,
+                    template: [col as u16, alias as u16],
+                    len: [list[col].len() as u32, list[alias as usize].len() as u32],
+                }
+            }));
+        }
+        let shuffled = config.attribute_order == AttributeOrder::Shuffled;
+        let order_table = match swap_groups[..] {
+            [(0, _, p)] if table && shuffled && p * m as u64 <= MAX_ORDER_TABLE => {
+                let mut rows = Vec::with_capacity(p as usize * m);
+                let mut order: Vec<u16> = (0..a_count as u16).collect();
+                let mut digits = vec![0u32; m];
+                for value in 0..p {
+                    // Mixed-radix digits of `value`, most significant first.
+                    let mut rest = value;
+                    for s in (0..m).rev() {
+                        digits[s] = (rest % swap_ranges[s] as u64) as u32;
+                        rest /= swap_ranges[s] as u64;
+                    }
+                    rows.extend_from_slice(partial_shuffle(&mut order, &digits));
+                    undo_shuffle(&mut order, &digits);
+                }
+                Some((p, rows))
+            }
+            _ => None,
+        };
+        DocumentLaw {
+            key: StreamKey::new(seed, stream::DOCUMENT),
+            m,
+            n_attributes: a_count,
+            shuffled,
+            swap_groups,
+            order_table,
+            swap_ranges,
+            attribute_span,
+            cells,
+            max_template_len: grammar
+                .templates
+                .iter()
+                .flatten()
+                .map(|t| t.len())
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Draws the records of the documents `first_doc..first_doc + ends.len()`: attribute and
+    /// template ids (`m` per document) and each document's end offset relative to the chunk
+    /// start. Writes every element of `attrs`, `temps` and `ends`; returns the chunk's total
+    /// length in tokens.
+    fn records(
+        &self,
+        first_doc: u64,
+        attrs: &mut [MaybeUninit<u16>],
+        temps: &mut [MaybeUninit<u16>],
+        ends: &mut [u64],
+    ) -> u64 {
+        let (m, a_count) = (self.m, self.n_attributes);
+        assert!(attrs.len() == ends.len() * m && temps.len() == attrs.len());
+        // `order` is the identity at the start of every document: the swaps are undone after
+        // each document (O(m), not O(A)), never carried over (that would tie a document to its
+        // chunk).
+        let mut order: Vec<u16> = (0..a_count as u16).collect();
+        let mut digits = vec![0u32; m];
+        let mut row = vec![0u16; m];
+        let mut end = 0u64;
+        for (d, ((out_a, out_t), e)) in attrs
+            .chunks_exact_mut(m)
+            .zip(temps.chunks_exact_mut(m))
+            .zip(ends.iter_mut())
+            .enumerate()
+        {
+            let mut rng: CounterRng = self.key.counter(first_doc + d as u64);
+            let row_a: &[u16] = if !self.shuffled {
+                for (s, x) in row.iter_mut().enumerate() {
+                    *x = s as u16;
+                }
+                &row
+            } else if let Some((p, rows)) = &self.order_table {
+                let i = rng.below(*p) as usize;
+                &rows[i * m..(i + 1) * m]
+            } else {
+                for &(lo, hi, product) in &self.swap_groups {
+                    rng.mixed_radix(&self.swap_ranges[lo..hi], product, &mut digits[lo..hi]);
+                }
+                row.copy_from_slice(partial_shuffle(&mut order, &digits));
+                undo_shuffle(&mut order, &digits);
+                &row
+            };
+            // One alias draw per sentence (as `AliasTable::sample`, on the flat copy).
+            let mut len = 2u64;
+            for ((&a, oa), ot) in row_a.iter().zip(out_a.iter_mut()).zip(out_t.iter_mut()) {
+                let (first, count) = self.attribute_span[a as usize];
+                let x = rng.next_u64();
+                let col = (((x as u128) * (count as u128)) >> 64) as u32;
+                let cell = self.cells[(first + col) as usize];
+                let outcome = (alias_coin(x) >= cell.threshold) as usize;
+                *oa = MaybeUninit::new(a);
+                *ot = MaybeUninit::new(cell.template[outcome]);
+                len += cell.len[outcome] as u64;
+            }
+            end += len;
+            *e = end;
+        }
+        end
+    }
+}
+
+/// A template rendering as a fixed-width block of the output token type (render fast path),
+/// with its shape.
+struct BankEntry<T, const W: usize> {
+    tokens: [MaybeUninit<T>; W],
+    roles: [MaybeUninit<u8>; W],
+    len: u32,
+    name_at: u32,
+    value_at: u32,
+    /// Whether the template fits in the block.
+    short: bool,
+}
+
+/// Everything the render stage reads.
+struct Renderer<'a, T, const W: usize> {
+    grammar: &'a Grammar,
+    /// Flat over `(attribute, template)`, as `DocumentLaw::cells`.
+    bank: Vec<BankEntry<T, W>>,
+    attribute_span: &'a [(u32, u32)],
+    m: usize,
+}
+
+/// The inputs of one render call: the records of the documents and the entity table.
+#[derive(Clone, Copy)]
+struct RenderSource<'a> {
+    attrs: &'a [u16],
+    temps: &'a [u16],
+    doc_entity: &'a [u32],
+    names: &'a [u32],
+    values: &'a [u32],
+}
+
+impl<'a, T: TokenWord, const W: usize> Renderer<'a, T, W> {
+    fn new(grammar: &'a Grammar, law: &'a DocumentLaw) -> Self {
+        let bank = grammar
+            .templates
+            .iter()
+            .flatten()
+            .map(|tpl| {
+                let mut e = BankEntry {
+                    tokens: [MaybeUninit::new(T::default()); W],
+                    roles: [MaybeUninit::new(0u8); W],
+                    len: tpl.len() as u32,
+                    name_at: tpl.name_at as u32,
+                    value_at: tpl.value_at as u32,
+                    short: tpl.len() <= W,
+                };
+                if e.short {
+                    for (o, &x) in e.tokens.iter_mut().zip(&tpl.tokens) {
+                        *o = MaybeUninit::new(T::from_u32(x));
+                    }
+                    for (o, &x) in e.roles.iter_mut().zip(&tpl.roles) {
+                        *o = MaybeUninit::new(x);
+                    }
+                }
+                e
+            })
+            .collect();
+        Renderer {
+            grammar,
+            bank,
+            attribute_span: &law.attribute_span,
+            m: law.m,
+        }
+    }
+
+    /// Renders documents into `toks`/`rols`, which must be exactly their total length. Writes
+    /// every element: position `p` is last written by the sentence (or BOS/EOS) that owns it,
+    /// because every write starts at or after the current position.
+    #[inline(never)]
+    fn render(
+        &self,
+        src: RenderSource<'_>,
+        toks: &mut [MaybeUninit<T>],
+        rols: &mut [MaybeUninit<u8>],
+    ) {
+        let RenderSource {
+            attrs,
+            temps,
+            doc_entity,
+            names,
+            values,
+        } = src;
+        let m = self.m;
+        let a_count = self.attribute_span.len();
+        let j_count = self.grammar.n_name_parts();
+        let cap = toks.len();
+        assert_eq!(cap, rols.len());
+        let mut pos = 0usize;
+        for ((&k, row_a), row_t) in doc_entity
+            .iter()
+            .zip(attrs.chunks_exact(m))
+            .zip(temps.chunks_exact(m))
+        {
+            let k = k as usize;
+            let name = &names[k * j_count..(k + 1) * j_count];
+            let vals = &values[k * a_count..(k + 1) * a_count];
+            toks[pos] = MaybeUninit::new(T::from_u32(BOS));
+            rols[pos] = MaybeUninit::new(0);
+            pos += 1;
+            for (&a, &t) in row_a.iter().zip(row_t) {
+                let a = a as usize;
+                let e = &self.bank[(self.attribute_span[a].0 + t as u32) as usize];
+                let len = e.len as usize;
+                if pos + W <= cap && e.short {
+                    let dst: &mut [MaybeUninit<T>; W] =
+                        (&mut toks[pos..pos + W]).try_into().expect("block");
+                    *dst = e.tokens;
+                    let dst: &mut [MaybeUninit<u8>; W] =
+                        (&mut rols[pos..pos + W]).try_into().expect("block");
+                    *dst = e.roles;
+                } else {
+                    let tpl = &self.grammar.templates[a][t as usize];
+                    for (o, &x) in toks[pos..pos + len].iter_mut().zip(&tpl.tokens) {
+                        *o = MaybeUninit::new(T::from_u32(x));
+                    }
+                    for (o, &x) in rols[pos..pos + len].iter_mut().zip(&tpl.roles) {
+                        *o = MaybeUninit::new(x);
+                    }
+                }
+                let out = &mut toks[pos..pos + len];
+                let name_at = e.name_at as usize;
+                for (o, &x) in out[name_at..name_at + j_count].iter_mut().zip(name) {
+                    *o = MaybeUninit::new(T::from_u32(x));
+                }
+                out[e.value_at as usize] = MaybeUninit::new(T::from_u32(vals[a]));
+                pos += len;
+            }
+            toks[pos] = MaybeUninit::new(T::from_u32(EOS));
+            rols[pos] = MaybeUninit::new(0);
+            pos += 1;
+        }
+        // The offsets handed in must match what was written: this is what makes every element of
+        // the output initialised (checked in release builds too, it is once per chunk).
+        assert_eq!(pos, cap, "render wrote {pos} tokens into a span of {cap}");
+    }
+
+    /// Renders every chunk of `work` in parallel (on the current rayon pool). `src` covers the
+    /// whole batch; each chunk takes its documents' part.
+    fn render_chunks(&self, work: Vec<RenderWork<'_, T>>, src: RenderSource<'_>) {
+        let m = self.m;
+        work.into_par_iter().for_each(|w| {
+            for o in w.offsets.iter_mut() {
+                *o += w.base;
+            }
+            let (lo, hi) = (w.docs.start, w.docs.end);
+            let part = RenderSource {
+                attrs: &src.attrs[lo * m..hi * m],
+                temps: &src.temps[lo * m..hi * m],
+                doc_entity: &src.doc_entity[lo..hi],
+                ..src
+            };
+            self.render(part, w.tokens, w.roles);
+        })
+    }
+}
+
+/// One chunk of the render stage: its documents, and its disjoint spans of the outputs.
+struct RenderWork<'o, T> {
+    docs: std::ops::Range<usize>,
+    /// Token offset of the chunk in the batch; added to its chunk-relative `offsets`.
+    base: u64,
+    tokens: &'o mut [MaybeUninit<T>],
+    roles: &'o mut [MaybeUninit<u8>],
+    offsets: &'o mut [u64],
+}
+
 /// The sampler's state: grammar, syntax parameters, and the knowledge drawn so far.
 pub struct Sampler {
     pub grammar: Grammar,
     pub theta: Vec<Vec<f64>>,
-    theta_alias: Vec<AliasTable>,
-    seed: u64,
+    law: DocumentLaw,
+    entity_key: StreamKey,
     crp_rng: Rng,
     /// Entity of every document drawn so far (the CRP's "pick an earlier document" needs it).
     z: Vec<u32>,
     pub entities: Entities,
     used_names: NameSet,
     name_space: u64,
+    /// Thread pool of the last explicit thread count, kept across batches.
+    pool: Option<(usize, rayon::ThreadPool)>,
+    times: StageTimes,
 }
 
 /// The syntax parameters of a configuration: explicit, or `Dirichlet(gamma)` from the theta stream.
@@ -193,6 +584,149 @@ pub fn draw_theta(config: &Config) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// `E[K_n]` for the name-supply check of [`Sampler::new`]: [`theory::expected_entities`] up to
+/// `EXACT_TERMS` documents; beyond, its closed form through `lgamma` (`alpha > 0`) or the
+/// harmonic tail `beta ln((beta + n - 1/2) / (beta + n0 - 1/2))` (`alpha = 0`), accurate to far
+/// better than the check needs (1e-6 relative), in O(1) instead of O(n) logarithms.
+pub fn expected_entities_fast(n: f64, alpha: f64, beta: f64) -> f64 {
+    const EXACT_TERMS: f64 = 10_000.0;
+    if n <= EXACT_TERMS {
+        return theory::expected_entities(n, alpha, beta);
+    }
+    if alpha == 0.0 {
+        let head = theory::expected_entities(EXACT_TERMS, alpha, beta);
+        return head + beta * ((beta + n - 0.5) / (beta + EXACT_TERMS - 0.5)).ln();
+    }
+    use libm::lgamma;
+    let l = lgamma(beta + alpha + n) - lgamma(beta + alpha + 1.0) - lgamma(beta + n)
+        + lgamma(beta + 1.0);
+    (beta * l.exp_m1() + alpha * l.exp()) / alpha
+}
+
+/// A vector of `n` copies of `fill`, or an error naming what could not be allocated (instead of
+/// the allocator aborting the process).
+fn try_filled<T: Clone>(n: usize, fill: T, what: &str) -> Result<Vec<T>, CorpusError> {
+    let mut v = try_with_capacity(n, what)?;
+    v.resize(n, fill);
+    Ok(v)
+}
+
+fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>, CorpusError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| too_large(n.saturating_mul(std::mem::size_of::<T>()), what))?;
+    Ok(v)
+}
+
+fn too_large(bytes: usize, what: &str) -> CorpusError {
+    CorpusError::Argument(format!(
+        "cannot allocate {:.1} GB for {what}; sample fewer documents at once, or stream them to \
+         disk with generate() (bounded memory)",
+        bytes as f64 / 1e9
+    ))
+}
+
+fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed())
+}
+
+/// The CRP state, borrowed apart from the rest of the sampler so that stage 1 can run beside
+/// stages 2 and 3. New entities' names and values go to side buffers, appended to the table by
+/// [`Crp::flush`] between pieces, so the render stage can read the table meanwhile.
+struct Crp<'a> {
+    grammar: &'a Grammar,
+    entity_key: StreamKey,
+    rng: &'a mut Rng,
+    z: &'a mut Vec<u32>,
+    counts: &'a mut Vec<u64>,
+    first_doc: &'a mut Vec<u64>,
+    used_names: &'a mut NameSet,
+    name_space: u64,
+    new_names: Vec<u32>,
+    new_values: Vec<u32>,
+}
+
+impl Crp<'_> {
+    /// Creates entity `k` for document `doc`: a name uniform over the unused ones, values from
+    /// `H_a`, all from the entity's own stream.
+    fn new_entity(&mut self, doc: u64) -> Result<u32, CorpusError> {
+        let k = self.counts.len() as u64;
+        if k >= self.name_space || k >= u32::MAX as u64 {
+            return Err(CorpusError::Argument(format!(
+                "names ran out after {k} entities (U = {}); enlarge name_parts",
+                self.name_space
+            )));
+        }
+        let mut rng = self.entity_key.rng(k);
+        // Uniform over unused names: rejection keeps the draw exactly uniform on the remainder.
+        let mut index = loop {
+            let idx = rng.below(self.name_space);
+            if self.used_names.insert(idx) {
+                break idx;
+            }
+        };
+        let layout = &self.grammar.layout;
+        let j_count = layout.name_start.len();
+        let start = self.new_names.len();
+        self.new_names.resize(start + j_count, 0);
+        for j in (0..j_count).rev() {
+            let l = layout.name_size[j] as u64;
+            self.new_names[start + j] = layout.name_start[j] + (index % l) as u32;
+            index /= l;
+        }
+        for a in 0..self.grammar.n_attributes() {
+            self.new_values.push(self.grammar.draw_value(a, &mut rng));
+        }
+        self.first_doc.push(doc);
+        self.counts.push(0);
+        Ok(k as u32)
+    }
+
+    /// The PYCRP draws of the next `n` documents' entities (SPEC 3.2; O(1) expected per draw,
+    /// SPEC 3.4).
+    fn draw(&mut self, n: usize) -> Result<(), CorpusError> {
+        let alpha = self.grammar.config.alpha;
+        let beta = self.grammar.config.beta;
+        for _ in 0..n {
+            let i = self.z.len() as u64;
+            // Through i64: a u64 -> f64 conversion is a slow instruction sequence on x86-64.
+            let k_now = self.counts.len() as i64 as f64;
+            let is_new =
+                i == 0 || self.rng.uniform() * (i as i64 as f64 + beta) < beta + k_now * alpha;
+            let k = if is_new {
+                self.new_entity(i)?
+            } else {
+                // Existing entity with probability ∝ c_k - alpha: pick an earlier document
+                // uniformly (∝ c_k), accept with 1 - alpha/c_k, and retry only the pick.
+                loop {
+                    let k = self.z[self.rng.below(i) as usize];
+                    if alpha == 0.0 {
+                        break k;
+                    }
+                    let c = self.counts[k as usize] as i64 as f64;
+                    if self.rng.uniform() * c >= alpha {
+                        break k;
+                    }
+                }
+            };
+            self.counts[k as usize] += 1;
+            self.z.push(k);
+        }
+        Ok(())
+    }
+
+    /// Appends the entities created since the last flush to the table.
+    fn flush(&mut self, names: &mut Vec<u32>, values: &mut Vec<u32>) {
+        names.append(&mut self.new_names);
+        values.append(&mut self.new_values);
+    }
+}
+
+/// The CRP runs in this many pieces per batch: piece `p + 1` is drawn while piece `p` renders.
+const PIECES: usize = 8;
+
 impl Sampler {
     /// A sampler that will draw up to `planned_docs` documents; the configuration is validated,
     /// including the name supply `U >= 100 E[K_N]` (SPEC 2).
@@ -205,28 +739,31 @@ impl Sampler {
                 format!("the product of the list sizes ({u:e}) must stay below {MAX_NAME_SPACE:e}"),
             ));
         }
-        let expected = theory::expected_entities(planned_docs as f64, config.alpha, config.beta);
+        let expected = expected_entities_fast(planned_docs as f64, config.alpha, config.beta);
         if u < 100.0 * expected {
             return Err(ConfigError::field(
                 "name_parts",
                 format!(
-                    "too few names: U = prod(name_parts) = {u} but {planned_docs} documents need U >= 100 * E[K_N] = {:.0} (SPEC 2); enlarge name_parts or draw fewer documents",
+                    "too few names: U = prod(name_parts) = {u} but {planned_docs} documents need \
+                     U >= 100 * E[K_N] = {:.0} (SPEC 2); enlarge name_parts or draw fewer documents",
                     100.0 * expected
                 ),
             ));
         }
         let theta = draw_theta(config);
-        let theta_alias = theta.iter().map(|t| AliasTable::new(t)).collect();
+        let law = DocumentLaw::new(&grammar, &theta, config.seed);
         Ok(Sampler {
             grammar,
             theta,
-            theta_alias,
-            seed: config.seed,
+            law,
+            entity_key: StreamKey::new(config.seed, stream::ENTITY),
             crp_rng: Rng::keyed(config.seed, stream::CRP, 0),
-            z: Vec::with_capacity(planned_docs.min(1 << 26) as usize),
+            z: Vec::new(),
             entities: Entities::default(),
             used_names: NameSet::default(),
             name_space: u as u64,
+            pool: None,
+            times: StageTimes::default(),
         })
     }
 
@@ -235,208 +772,222 @@ impl Sampler {
         self.z.len() as u64
     }
 
-    fn new_entity(&mut self, doc: u64) -> Result<u32, CorpusError> {
-        let k = self.entities.len() as u64;
-        if k >= self.name_space {
-            return Err(CorpusError::Argument(format!(
-                "names ran out after {k} entities (U = {}); enlarge name_parts",
-                self.name_space
-            )));
-        }
-        let mut rng = Rng::keyed(self.seed, stream::ENTITY, k);
-        // Uniform over unused names: rejection keeps the draw exactly uniform on the remainder.
-        let mut index = loop {
-            let idx = rng.below(self.name_space);
-            if self.used_names.insert(idx) {
-                break idx;
-            }
-        };
-        let layout = &self.grammar.layout;
-        let j_count = layout.name_start.len();
-        let start = self.entities.names.len();
-        self.entities.names.resize(start + j_count, 0);
-        for j in (0..j_count).rev() {
-            let l = layout.name_size[j] as u64;
-            self.entities.names[start + j] = layout.name_start[j] + (index % l) as u32;
-            index /= l;
-        }
-        for a in 0..self.grammar.n_attributes() {
-            let v = self.grammar.draw_value(a, &mut rng);
-            self.entities.values.push(v);
-        }
-        self.entities.first_doc.push(doc);
-        self.entities.counts.push(0);
-        Ok(k as u32)
+    /// Stage timings of the last [`next_batch`](Self::next_batch) call.
+    pub fn stage_times(&self) -> StageTimes {
+        self.times
     }
 
-    /// The PYCRP draw of the next document's entity (SPEC 3.2, O(1) expected per draw, 3.4).
-    fn draw_entity(&mut self) -> Result<u32, CorpusError> {
-        let i = self.z.len() as u64;
-        let alpha = self.grammar.config.alpha;
-        let beta = self.grammar.config.beta;
-        let k_now = self.entities.len() as f64;
-        let is_new = i == 0 || self.crp_rng.uniform() * (i as f64 + beta) < beta + k_now * alpha;
-        let k = if is_new {
-            self.new_entity(i)?
-        } else {
-            // Existing entity with probability ∝ c_k - alpha: pick an earlier document
-            // uniformly (∝ c_k), accept with 1 - alpha/c_k, and retry only the pick.
-            loop {
-                let k = self.z[self.crp_rng.below(i) as usize];
-                if alpha == 0.0 {
-                    break k;
+    /// Runs `f` on a pool of `threads` threads (None or 0: rayon's global pool, all cores).
+    fn with_pool<R: Send>(
+        pool: &mut Option<(usize, rayon::ThreadPool)>,
+        threads: Option<usize>,
+        f: impl FnOnce() -> R + Send,
+    ) -> Result<R, CorpusError> {
+        match threads.filter(|&t| t > 0) {
+            None => Ok(f()),
+            Some(t) => {
+                if pool.as_ref().map(|(n, _)| *n) != Some(t) {
+                    *pool = Some((t, thread_pool(Some(t))?));
                 }
-                let c = self.entities.counts[k as usize] as f64;
-                if self.crp_rng.uniform() * c >= alpha {
-                    break k;
-                }
+                Ok(pool.as_ref().expect("pool").1.install(f))
             }
-        };
-        self.entities.counts[k as usize] += 1;
-        self.z.push(k);
-        Ok(k)
+        }
     }
 
-    /// Draws and renders the next `n` documents with `threads` threads (None: rayon's default).
+    /// Draws and renders the next `n` documents with `threads` threads (None: all cores).
+    ///
+    /// On error (names ran out, allocation failure) the sampler must be discarded: its CRP state
+    /// may be partly advanced.
     pub fn next_batch<T: TokenWord>(
         &mut self,
         n: usize,
         threads: Option<usize>,
     ) -> Result<Batch<T>, CorpusError> {
-        let first = self.z.len();
-        for _ in 0..n {
-            self.draw_entity()?;
+        if self.law.max_template_len <= NARROW {
+            self.batch_with::<T, NARROW>(n, threads)
+        } else {
+            self.batch_with::<T, WIDE>(n, threads)
         }
-        let doc_entity = self.z[first..].to_vec();
-        let pool = thread_pool(threads)?;
-        let batch = pool.install(|| self.render(first as u64, &doc_entity));
-        Ok(batch)
     }
 
-    fn render<T: TokenWord>(&self, first_doc: u64, doc_entity: &[u32]) -> Batch<T> {
-        let n = doc_entity.len();
-        let g = &self.grammar;
-        let m = g.config.m();
-        let a_count = g.n_attributes();
-        let shuffled = g.config.attribute_order == AttributeOrder::Shuffled;
-        let mut sentence_attribute = vec![0u16; n * m];
-        let mut sentence_template = vec![0u16; n * m];
-        let mut lengths = vec![0u64; n];
+    fn batch_with<T: TokenWord, const W: usize>(
+        &mut self,
+        n: usize,
+        threads: Option<usize>,
+    ) -> Result<Batch<T>, CorpusError> {
+        let t0 = Instant::now();
+        let first = self.z.len();
+        let m = self.law.m;
+        let cells = n
+            .checked_mul(m)
+            .ok_or_else(|| too_large(usize::MAX, "the sentence records"))?;
+        self.z
+            .try_reserve(n)
+            .map_err(|_| too_large(n.saturating_mul(4), "the CRP's document-entity table"))?;
+        let mut sentence_attribute: Vec<u16> = try_with_capacity(cells, "the sentence attributes")?;
+        let mut sentence_template: Vec<u16> = try_with_capacity(cells, "the sentence templates")?;
+        let mut doc_offsets = try_filled(n + 1, 0u64, "the document offsets")?;
+        let mut doc_entity: Vec<u32> = try_with_capacity(n, "the document entities")?;
+        let n_chunks = n.div_ceil(CHUNK_DOCS);
+        let chunks_per_piece = n_chunks.div_ceil(PIECES).max(1);
+        let piece_docs = chunks_per_piece * CHUNK_DOCS;
+        let pieces: Vec<usize> = (0..n)
+            .step_by(piece_docs)
+            .map(|lo| (lo + piece_docs).min(n) - lo)
+            .collect();
 
-        // Stage 2: records and lengths.
-        sentence_attribute
-            .par_chunks_mut(CHUNK_DOCS * m)
-            .zip(sentence_template.par_chunks_mut(CHUNK_DOCS * m))
-            .zip(lengths.par_chunks_mut(CHUNK_DOCS))
-            .enumerate()
-            .for_each(|(c, ((attrs, temps), lens))| {
-                let mut order: Vec<u16> = (0..a_count as u16).collect();
-                for (d, len) in lens.iter_mut().enumerate() {
-                    let doc = first_doc + (c * CHUNK_DOCS + d) as u64;
-                    let mut rng = Rng::keyed(self.seed, stream::DOCUMENT, doc);
-                    let row_a = &mut attrs[d * m..(d + 1) * m];
-                    let row_t = &mut temps[d * m..(d + 1) * m];
-                    if shuffled {
-                        // Partial Fisher–Yates from the identity (never from the previous
-                        // document's order, which would tie documents to their chunk).
-                        for (i, x) in order.iter_mut().enumerate() {
-                            *x = i as u16;
-                        }
-                        for s in 0..m {
-                            let j = s + rng.below((a_count - s) as u64) as usize;
-                            order.swap(s, j);
-                        }
-                        row_a.copy_from_slice(&order[..m]);
-                    } else {
-                        for (s, x) in row_a.iter_mut().enumerate() {
-                            *x = s as u16;
-                        }
-                    }
-                    let mut total = 2u64;
-                    for s in 0..m {
-                        let a = row_a[s] as usize;
-                        let t = self.theta_alias[a].sample(&mut rng);
-                        row_t[s] = t as u16;
-                        total += g.templates[a][t].len() as u64;
-                    }
-                    *len = total;
+        let Sampler {
+            grammar,
+            law,
+            entity_key,
+            crp_rng,
+            z,
+            entities,
+            used_names,
+            name_space,
+            pool,
+            ..
+        } = self;
+        let Entities {
+            names,
+            values,
+            first_doc: entity_first_doc,
+            counts,
+        } = entities;
+        let mut crp = Crp {
+            grammar,
+            entity_key: *entity_key,
+            rng: crp_rng,
+            z,
+            counts,
+            first_doc: entity_first_doc,
+            used_names,
+            name_space: *name_space,
+            new_names: Vec::new(),
+            new_values: Vec::new(),
+        };
+        let law: &DocumentLaw = law;
+        let renderer = Renderer::<T, W>::new(grammar, law);
+        let mut times = StageTimes::default();
+
+        let outcome = Self::with_pool(
+            pool,
+            threads,
+            || -> Result<(Vec<T>, Vec<u8>), CorpusError> {
+                // Stage 2 for the whole batch beside stage 1 for the first piece.
+                let first_piece = pieces.first().copied().unwrap_or(0);
+                let sa_out = &mut sentence_attribute.spare_capacity_mut()[..cells];
+                let st_out = &mut sentence_template.spare_capacity_mut()[..cells];
+                let ends = &mut doc_offsets[1..];
+                let ((drawn, crp_time), (chunk_totals, records_time)) = rayon::join(
+                    || timed(|| crp.draw(first_piece)),
+                    || {
+                        timed(|| -> Vec<u64> {
+                            sa_out
+                                .par_chunks_mut(CHUNK_DOCS * m)
+                                .zip(st_out.par_chunks_mut(CHUNK_DOCS * m))
+                                .zip(ends.par_chunks_mut(CHUNK_DOCS))
+                                .enumerate()
+                                .map(|(c, ((attrs, temps), e))| {
+                                    law.records((first + c * CHUNK_DOCS) as u64, attrs, temps, e)
+                                })
+                                .collect()
+                        })
+                    },
+                );
+                drawn?;
+                times.crp += crp_time;
+                times.records = records_time;
+                // SAFETY: `records` wrote every element of both spans (`cells` each).
+                unsafe {
+                    sentence_attribute.set_len(cells);
+                    sentence_template.set_len(cells);
                 }
-            });
+                crp.flush(names, values);
+                doc_entity.extend_from_slice(&crp.z[first..first + first_piece]);
 
-        let mut doc_offsets = Vec::with_capacity(n + 1);
-        let mut acc = 0u64;
-        doc_offsets.push(0);
-        for &l in &lengths {
-            acc += l;
-            doc_offsets.push(acc);
-        }
-        let total = acc as usize;
-        let mut tokens = vec![T::default(); total];
-        let mut roles = vec![0u8; total];
-
-        // Stage 3: render, each chunk into its own disjoint slice of the output.
-        let mut work = Vec::with_capacity(n.div_ceil(CHUNK_DOCS));
-        let (mut tok_rest, mut role_rest) = (&mut tokens[..], &mut roles[..]);
-        for c in 0..n.div_ceil(CHUNK_DOCS) {
-            let lo = c * CHUNK_DOCS;
-            let hi = (lo + CHUNK_DOCS).min(n);
-            let span = (doc_offsets[hi] - doc_offsets[lo]) as usize;
-            let (t_here, t_next) = std::mem::take(&mut tok_rest).split_at_mut(span);
-            let (r_here, r_next) = std::mem::take(&mut role_rest).split_at_mut(span);
-            tok_rest = t_next;
-            role_rest = r_next;
-            work.push((lo, hi, t_here, r_here));
-        }
-        let j_count = g.n_name_parts();
-        let names = &self.entities.names;
-        let values = &self.entities.values;
-        let (sa, st) = (&sentence_attribute, &sentence_template);
-        work.into_par_iter().for_each(|(lo, hi, toks, rols)| {
-            let mut pos = 0usize;
-            let mut name_buf = [T::default(); 16];
-            for d in lo..hi {
-                let k = doc_entity[d] as usize;
-                let name = &names[k * j_count..(k + 1) * j_count];
-                for (j, &t) in name.iter().enumerate().take(16) {
-                    name_buf[j] = T::from_u32(t);
-                }
-                toks[pos] = T::from_u32(BOS);
-                rols[pos] = 0;
-                pos += 1;
-                for s in 0..m {
-                    let a = sa[d * m + s] as usize;
-                    let tpl = &g.templates[a][st[d * m + s] as usize];
-                    let len = tpl.len();
-                    let out = &mut toks[pos..pos + len];
-                    for (o, &x) in out.iter_mut().zip(&tpl.tokens) {
-                        *o = T::from_u32(x);
+                // Stage 3 into uninitialised output, chunk by chunk into disjoint spans.
+                let t_alloc = Instant::now();
+                let total = chunk_totals.iter().sum::<u64>();
+                let total = usize::try_from(total)
+                    .map_err(|_| too_large(usize::MAX, "the token stream"))?;
+                let mut tokens: Vec<T> = try_with_capacity(total, "the token stream")?;
+                let mut roles: Vec<u8> = try_with_capacity(total, "the token roles")?;
+                let mut work = Vec::with_capacity(n_chunks);
+                {
+                    let mut tok_rest = &mut tokens.spare_capacity_mut()[..total];
+                    let mut role_rest = &mut roles.spare_capacity_mut()[..total];
+                    let mut offsets_rest = &mut doc_offsets[1..];
+                    let mut base = 0u64;
+                    for (c, &span) in chunk_totals.iter().enumerate() {
+                        let docs = c * CHUNK_DOCS..((c + 1) * CHUNK_DOCS).min(n);
+                        let (t_here, t_next) =
+                            std::mem::take(&mut tok_rest).split_at_mut(span as usize);
+                        let (r_here, r_next) =
+                            std::mem::take(&mut role_rest).split_at_mut(span as usize);
+                        let (o_here, o_next) =
+                            std::mem::take(&mut offsets_rest).split_at_mut(docs.len());
+                        tok_rest = t_next;
+                        role_rest = r_next;
+                        offsets_rest = o_next;
+                        work.push(RenderWork {
+                            docs,
+                            base,
+                            tokens: t_here,
+                            roles: r_here,
+                            offsets: o_here,
+                        });
+                        base += span;
                     }
-                    rols[pos..pos + len].copy_from_slice(&tpl.roles);
-                    if j_count <= 16 {
-                        out[tpl.name_at..tpl.name_at + j_count].copy_from_slice(&name_buf[..j_count]);
-                    } else {
-                        for (j, &t) in name.iter().enumerate() {
-                            out[tpl.name_at + j] = T::from_u32(t);
-                        }
-                    }
-                    out[tpl.value_at] = T::from_u32(values[k * a_count + a]);
-                    pos += len;
                 }
-                toks[pos] = T::from_u32(EOS);
-                rols[pos] = 0;
-                pos += 1;
-            }
-        });
+                times.render += t_alloc.elapsed();
 
-        Batch {
-            first_doc,
+                // Piece p renders while the CRP draws piece p + 1.
+                let mut work = work.into_iter();
+                let mut done = first_piece;
+                for (p, &len) in pieces.iter().enumerate() {
+                    let piece_work: Vec<_> = work.by_ref().take(len.div_ceil(CHUNK_DOCS)).collect();
+                    let next = pieces.get(p + 1).copied().unwrap_or(0);
+                    let src = RenderSource {
+                        attrs: &sentence_attribute,
+                        temps: &sentence_template,
+                        doc_entity: &doc_entity,
+                        names,
+                        values,
+                    };
+                    let ((drawn, crp_time), ((), render_time)) = rayon::join(
+                        || timed(|| crp.draw(next)),
+                        || timed(|| renderer.render_chunks(piece_work, src)),
+                    );
+                    drawn?;
+                    times.crp += crp_time;
+                    times.render += render_time;
+                    crp.flush(names, values);
+                    doc_entity.extend_from_slice(&crp.z[first + done..first + done + next]);
+                    done += next;
+                }
+                debug_assert_eq!(done, n);
+                // SAFETY: the spans handed to the render stage partition `0..total`, and each span
+                // was checked (assert in `render`) to be written from its first to its last element.
+                unsafe {
+                    tokens.set_len(total);
+                    roles.set_len(total);
+                }
+                Ok((tokens, roles))
+            },
+        )?;
+        let (tokens, roles) = outcome?;
+        times.total = t0.elapsed();
+        self.times = times;
+        Ok(Batch {
+            first_doc: first as u64,
             tokens,
             roles,
             doc_offsets,
-            doc_entity: doc_entity.to_vec(),
+            doc_entity,
             sentence_attribute,
             sentence_template,
-        }
+        })
     }
 }
 
@@ -446,7 +997,8 @@ pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, CorpusEr
     if let Some(t) = threads.filter(|&t| t > 0) {
         b = b.num_threads(t);
     }
-    b.build().map_err(|e| CorpusError::Argument(format!("cannot start {threads:?} threads: {e}")))
+    b.build()
+        .map_err(|e| CorpusError::Argument(format!("cannot start {threads:?} threads: {e}")))
 }
 
 /// Whether a configuration's vocabulary needs 32-bit tokens.
@@ -457,15 +1009,30 @@ pub fn needs_u32(grammar: &Grammar) -> bool {
 /// Samples a whole corpus in memory (SPEC 3).
 pub fn sample(config: &Config, n_docs: u64, threads: Option<usize>) -> Result<Corpus, CorpusError> {
     let mut sampler = Sampler::new(config, n_docs)?;
-    let n = usize::try_from(n_docs).map_err(|_| CorpusError::Argument("n_docs too large".into()))?;
-    let (tokens, b) = if needs_u32(&sampler.grammar) {
-        let b = sampler.next_batch::<u32>(n, threads)?;
-        (Tokens::U32(b.tokens), (b.roles, b.doc_offsets, b.doc_entity, b.sentence_attribute, b.sentence_template))
-    } else {
-        let b = sampler.next_batch::<u16>(n, threads)?;
-        (Tokens::U16(b.tokens), (b.roles, b.doc_offsets, b.doc_entity, b.sentence_attribute, b.sentence_template))
-    };
-    let (roles, doc_offsets, doc_entity, sentence_attribute, sentence_template) = b;
+    let n =
+        usize::try_from(n_docs).map_err(|_| CorpusError::Argument("n_docs too large".into()))?;
+    let (tokens, roles, doc_offsets, doc_entity, sentence_attribute, sentence_template) =
+        if needs_u32(&sampler.grammar) {
+            let b = sampler.next_batch::<u32>(n, threads)?;
+            (
+                Tokens::U32(b.tokens),
+                b.roles,
+                b.doc_offsets,
+                b.doc_entity,
+                b.sentence_attribute,
+                b.sentence_template,
+            )
+        } else {
+            let b = sampler.next_batch::<u16>(n, threads)?;
+            (
+                Tokens::U16(b.tokens),
+                b.roles,
+                b.doc_offsets,
+                b.doc_entity,
+                b.sentence_attribute,
+                b.sentence_template,
+            )
+        };
     Ok(Corpus {
         config: config.clone(),
         tokens,
@@ -484,7 +1051,10 @@ mod tests {
     use super::*;
 
     fn small() -> Config {
-        Config { seed: 3, ..Config::default() }
+        Config {
+            seed: 3,
+            ..Config::default()
+        }
     }
 
     #[test]
@@ -537,9 +1107,47 @@ mod tests {
     }
 
     #[test]
+    fn order_table_matches_the_swaps() {
+        for (a, m) in [(6, 6), (6, 3), (4, 1)] {
+            let c = Config {
+                attrs_per_doc: Some(m),
+                n_attributes: a,
+                attribute_pool: vec![0; a],
+                pool_sizes: vec![50],
+                ..small()
+            };
+            let g = Grammar::new(&c).unwrap();
+            let theta = draw_theta(&c);
+            let fast = DocumentLaw::with_order_table(&g, &theta, 5, true);
+            let slow = DocumentLaw::with_order_table(&g, &theta, 5, false);
+            assert!(fast.order_table.is_some() && slow.order_table.is_none());
+            let n = 3000;
+            let run = |law: &DocumentLaw| {
+                let mut attrs = vec![MaybeUninit::new(0u16); n * m];
+                let mut temps = vec![MaybeUninit::new(0u16); n * m];
+                let mut ends = vec![0u64; n];
+                law.records(17, &mut attrs, &mut temps, &mut ends);
+                // SAFETY: initialised above (and overwritten by `records`).
+                let read = |v: Vec<MaybeUninit<u16>>| -> Vec<u16> {
+                    v.into_iter().map(|x| unsafe { x.assume_init() }).collect()
+                };
+                (read(attrs), read(temps), ends)
+            };
+            let out = [run(&fast), run(&slow)];
+            assert_eq!(out[0], out[1], "A={a} m={m}");
+        }
+    }
+
+    #[test]
     fn too_few_names_is_an_error() {
-        let c = Config { name_parts: vec![10, 10], ..small() };
+        let c = Config {
+            name_parts: vec![10, 10],
+            ..small()
+        };
         let e = Sampler::new(&c, 100_000).err().unwrap().to_string();
-        assert!(e.contains("name_parts") && e.contains("too few names"), "{e}");
+        assert!(
+            e.contains("name_parts") && e.contains("too few names"),
+            "{e}"
+        );
     }
 }
