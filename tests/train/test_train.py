@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-import shutil
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -84,15 +86,17 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(corpus, 
         optim={"lr": 1e30, "warmup_steps": 0, "max_steps": 5, "grad_clip": 0.0},
         run={"checkpoint_interval": 1, "run_id": "boom"},
     )
-    with pytest.raises(TrainingDiverged, match=r"diverged at step \d+: loss=.*checkpoint is .*"):
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf at step \d+; the last good checkpoint"):
         train(cfg, corpus=corpus)
     run_dir = tmp_path / "boom"
     err = records(run_dir, "error")
     assert len(err) == 1
     bad_step = err[0]["step"]
-    ckpt = run_dir / "checkpoints" / f"step_{bad_step:08d}"
-    assert ckpt.is_dir() and str(ckpt) in err[0]["message"]
-    assert load_run(run_dir, corpus=corpus).step == bad_step  # the last checkpoint loads
+    assert bad_step >= 2  # the first step starts from finite initial weights
+    ckpt = run_dir / "checkpoints" / f"step_{bad_step - 1:08d}"
+    assert err[0]["last_checkpoint"] == str(ckpt) and str(ckpt) in err[0]["message"]
+    assert not (run_dir / "checkpoints" / f"step_{bad_step:08d}").exists()
+    assert load_run(run_dir, corpus=corpus).step == bad_step - 1  # the last checkpoint loads
     assert not (run_dir / "eval.json").exists()
 
 
@@ -134,6 +138,52 @@ def test_single_epoch_covers_every_training_target_once(corpus, tmp_path):
     assert end["tokens"] == int(offsets[-1]) - 120  # every document's targets, once
     header = records(run_dir, "header")[0]
     assert end["step"] == header["total_steps"] == -(-header["windows_per_epoch"] // 8)
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(corpus, tmp_path, monkeypatch):
+    """The first SIGINT is deferred to the end of the optimiser step; a checkpoint is written,
+    KeyboardInterrupt propagates, and the run resumes to completion."""
+    train_module = importlib.import_module("synknow.train.train")
+
+    class InterruptAfter(train_module._DeferredInterrupt):
+        checks = 0
+
+        def __enter__(self):
+            super().__enter__()
+            return self
+
+        @property
+        def requested(self):
+            InterruptAfter.checks += 1
+            if InterruptAfter.checks == 4:  # a real signal, before the 4th step
+                os.kill(os.getpid(), signal.SIGINT)
+            return self._requested
+
+        @requested.setter
+        def requested(self, value):
+            self._requested = value
+
+    monkeypatch.setattr(train_module, "_DeferredInterrupt", InterruptAfter)
+    cfg = tiny_config(tmp_path, data={"n_test": 40}, optim={"max_steps": 6})
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg.with_overrides(["run.run_id=int"]), corpus=corpus)
+    run_dir = tmp_path / "int"
+    stopped = records(run_dir, "interrupted")[0]["step"]
+    assert stopped == 3 == load_run(run_dir).step
+    monkeypatch.undo()
+    train(resume=run_dir, corpus=corpus)
+    assert records(run_dir, "end")[0]["step"] == 6
+
+
+def test_second_ctrl_c_interrupts_at_once():
+    deferred = importlib.import_module("synknow.train.train")._DeferredInterrupt
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), deferred() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupt.requested
+        os.kill(os.getpid(), signal.SIGINT)
+        pytest.fail("the second SIGINT did not interrupt")
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 # ---- bad input ---------------------------------------------------------------------------
@@ -205,8 +255,6 @@ def test_cli_train_then_eval(corpus_dir, tmp_path, capsys):
     saved = json.loads((run_dir / "eval_step_00000004.json").read_text())
     assert saved["n_test_docs"] == 10 and saved["step"] == 4
     assert records(run_dir, "eval")[-1]["source"] == "synknow eval"
-    # Resume of a finished run is a no-op continuation to the same step.
-    shutil.rmtree(run_dir / "checkpoints" / "step_00000004", ignore_errors=False)
 
 
 @pytest.mark.parametrize(

@@ -636,6 +636,31 @@ def _train(
     window_tokens = micro * mcfg.context_length
     timer_start, timer_tokens = time.perf_counter(), 0
     last_good = checkpoint
+    nonfinite_at = torch.full((), -1, dtype=torch.long, device=device)
+
+    def check_finite() -> None:
+        bad_step = int(nonfinite_at)
+        if bad_step < 0:
+            return
+        kept = (
+            f"the last good checkpoint is {last_good}"
+            if last_good
+            else ("no checkpoint was written before it")
+        )
+        message = (
+            f"training diverged: the loss or the gradient norm became NaN/inf at step "
+            f"{bad_step}; {kept}. Lower optim.lr or raise optim.warmup_steps."
+        )
+        log.write(
+            {
+                "type": "error",
+                "step": bad_step,
+                "message": message,
+                "last_checkpoint": str(last_good) if last_good else None,
+            }
+        )
+        raise TrainingDiverged(message)
+
     train_step.train()
     try:
         with _DeferredInterrupt() as interrupt:
@@ -675,27 +700,27 @@ def _train(
                 if ddp.world > 1:
                     dist.all_reduce(loss_sum)
                 max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-                step_loss = float(loss_sum) / max(1, normaliser)
-                if not (math.isfinite(step_loss) and math.isfinite(gnorm)):
-                    kept = (
-                        f"the last good checkpoint is {last_good}"
-                        if last_good
-                        else "no checkpoint was written before it"
-                    )
-                    message = (
-                        f"training diverged at step {step}: loss={step_loss}, grad_norm={gnorm}; "
-                        f"{kept}. Lower optim.lr or raise optim.warmup_steps."
-                    )
-                    log.write({"type": "error", "step": step, "message": message})
-                    raise TrainingDiverged(message)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+                step_loss_t = loss_sum / max(1, normaliser)
+                # Non-finite values are flagged on the device (no host sync per step) and read
+                # at the next log / eval / checkpoint, which always comes before anything is saved:
+                # NaN is sticky (it reaches the parameters), so nothing is missed.
+                bad = ~(torch.isfinite(step_loss_t) & torch.isfinite(grad_norm))
+                nonfinite_at = torch.where(bad & (nonfinite_at < 0), step + 1, nonfinite_at)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
                 tokens_seen += normaliser
                 if bar is not None:
                     bar.update(1)
+                checkpoint_due = bool(
+                    cfg.run.checkpoint_interval and step % cfg.run.checkpoint_interval == 0
+                )
+                eval_due = bool(cfg.run.eval_interval and step % cfg.run.eval_interval == 0)
+                if step % cfg.run.log_interval == 0 or step == end or checkpoint_due or eval_due:
+                    check_finite()
                 if step % cfg.run.log_interval == 0 or step == end:
+                    step_loss, gnorm = float(step_loss_t), float(grad_norm)
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                     elapsed = time.perf_counter() - timer_start
@@ -717,19 +742,16 @@ def _train(
                     if bar is not None:
                         bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}")
                     timer_start, timer_tokens = time.perf_counter(), 0
-                if cfg.run.eval_interval and step % cfg.run.eval_interval == 0 and step < end:
+                if eval_due and step < end:
                     run_eval(step, final=False)
                     timer_start = time.perf_counter()
-                if (
-                    cfg.run.checkpoint_interval
-                    and step % cfg.run.checkpoint_interval == 0
-                    and step < end
-                ):
+                if checkpoint_due and step < end:
                     last_good = save(step) or last_good
                     timer_start = time.perf_counter()
         if bar is not None:
             bar.close()
             bar = None
+        check_finite()
         save(step)
         if interrupt.requested:
             log.write({"type": "interrupted", "step": step})
