@@ -91,3 +91,15 @@ def test_bad_toml_and_missing_file(tmp_path):
         TrainConfig.from_toml(tmp_path / "nope.toml")
     with pytest.raises(ValueError, match=r"\[optim\] must be a table"):
         TrainConfig.from_toml("optim = 3\n")
+
+
+def test_shipped_run_configs_parse_and_resolve():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
+    assert len(configs) >= 6
+    for path in configs:
+        cfg = TrainConfig.from_toml(path)
+        model = cfg.model.resolved(vocab_size=1000)
+        assert model.size in MODEL_SIZES, path.name
+        cfg.optim.accumulation(1)  # batch sizes divide
