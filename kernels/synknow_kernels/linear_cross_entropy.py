@@ -480,7 +480,7 @@ def _addmm_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         return
     if _ADDMM_OUT_DTYPE is not False and a.is_cuda:
         try:
-            acc.copy_(torch.addmm(acc, a, b, out_dtype=acc.dtype))
+            torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
             _ADDMM_OUT_DTYPE = True
             return
         except (TypeError, RuntimeError, NotImplementedError):

@@ -61,6 +61,7 @@ def softcap_fn(z: torch.Tensor, softcap: float) -> torch.Tensor:
 
 
 def _target_logit(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    t = t.long()  # gather/scatter want int64 indices on older PyTorch
     # Out-of-range targets (ignore_index, or invalid ids, which are not checked because that
     # would need a host sync) read as 0, matching the kernels, which never match such an id.
     in_range = (t >= 0) & (t < z.shape[1])
@@ -69,6 +70,7 @@ def _target_logit(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _onehot_add(dz: torch.Tensor, t: torch.Tensor, g: torch.Tensor) -> None:
+    t = t.long()
     in_range = (t >= 0) & (t < dz.shape[1])
     g = torch.where(in_range, g, torch.zeros((), dtype=g.dtype, device=g.device))
     dz.scatter_add_(1, t.clamp(0, dz.shape[1] - 1).unsqueeze(1), g.unsqueeze(1))

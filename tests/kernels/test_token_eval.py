@@ -161,3 +161,17 @@ def test_bf16_inputs(impl, device):
         if name == "nll_bits":
             a, r = a[valid], r[valid]
         torch.testing.assert_close(a, r, atol=2e-5, rtol=2e-5, msg=name)
+
+
+def test_torch_compile_aot_eager():
+    hid, w, b, t = _data(n=12, v=30)
+
+    def f(h_, w_, t_):
+        out = token_eval(h_, w_, t_, mass_range=(0, 10), impl="torch")
+        return out.entropy_bits * 2.0, out.range_mass
+
+    torch._dynamo.reset()
+    got = torch.compile(f, backend="aot_eager", fullgraph=True)(hid.float(), w.float(), t)
+    ref = f(hid.float(), w.float(), t)
+    for a, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, r)
