@@ -11,8 +11,9 @@ from synknow.train.data import BOS, IGNORE, check_split
 
 
 def docs_of_epoch(data: TrainData, epoch: int) -> list[int]:
-    w = data.windows_per_epoch
-    return [int(d) for i in range(epoch * w, (epoch + 1) * w) for d in data.window_docs(i)]
+    first = data.stream_windows(epoch)
+    last = first + data.epoch_windows(epoch)
+    return [int(d) for i in range(first, last) for d in data.window_docs(i)]
 
 
 def test_each_epoch_is_a_permutation_of_the_training_prefix(corpus):
@@ -22,6 +23,30 @@ def test_each_epoch_is_a_permutation_of_the_training_prefix(corpus):
     assert e0 != e1  # a new order every epoch
     assert docs_of_epoch(TrainData(corpus, 500, 128, shuffle_seed=4), 0) == e0  # deterministic
     assert docs_of_epoch(TrainData(corpus, 500, 128, shuffle_seed=5), 0) != e0
+
+
+def test_epochs_with_different_window_counts_chain_exactly():
+    """Packing depends on the order, so epochs can pack into different numbers of windows; the
+    stream still covers every document exactly once per epoch, across epoch boundaries."""
+    config = synknow.presets.procedural(
+        n_attributes=3, template_length=(1, 30), name_parts=(50, 50, 50)
+    )
+    c = synknow.sample(config, 400, seed=2)
+    data = TrainData(c, 300, 100, shuffle_seed=1)
+    counts = [data.epoch_windows(e) for e in range(4)]
+    assert len(set(counts)) > 1  # the case this test is about
+    for e in range(4):
+        assert sorted(docs_of_epoch(data, e)) == list(range(300))
+    assert data.stream_windows(2.0) == counts[0] + counts[1]
+    assert data.stream_windows(1.5) == counts[0] + round(counts[1] / 2)
+    assert data.epoch_at(counts[0] + counts[1]) == 2.0
+    # Every window of four epochs, through batch(), in steps that straddle the boundaries.
+    total = sum(counts)
+    seen = 0
+    for step in range(-(-total // 16)):
+        seen += data.batch(step, 16, limit=total).n_targets
+    assert seen == 4 * data.targets_per_epoch
+    assert data.steps_for(4.0, 16) == -(-total // 16)
 
 
 def test_windows_hold_whole_documents_from_bos(corpus):

@@ -8,7 +8,8 @@ window are rejected (synknow documents are short: ``m`` sentences).
 
 The window stream is a pure function of ``(corpus, n_train, context_length, shuffle_seed)``:
 epoch ``e`` shuffles the training documents with a generator keyed by ``(shuffle_seed, e)`` and
-packs them in that order (next fit); epochs follow each other. Optimiser step ``s`` takes windows
+packs them in that order (next fit); epochs follow each other (their window counts can differ
+by a few, as packing depends on the order). Optimiser step ``s`` takes windows
 ``[s B, (s + 1) B)`` of that stream, so the data position of a run is its step number, and rank
 ``r`` of ``W`` takes, in micro-step ``j``, the slice at ``(j W + r) x micro_batch`` within the
 step: every rank reads only its own windows and the union over ranks is the single-process batch.
@@ -25,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 
 import numpy as np
@@ -142,7 +144,39 @@ class TrainData:
         self.tokens_per_epoch = int(offsets[-1])
         self.targets_per_epoch = int(self.doc_len.sum() - n_train)
         self._epochs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.windows_per_epoch = len(self._epoch(0)[1]) - 1
+        self._epoch_start = [0]  # stream index of the first window of each packed epoch
+        self.windows_per_epoch = self.epoch_windows(0)
+        """Windows in epoch 0 (later epochs may differ by a few)."""
+
+    def epoch_windows(self, epoch: int) -> int:
+        """Number of windows that epoch ``epoch`` packs into."""
+        self._extend(epoch + 1)
+        return self._epoch_start[epoch + 1] - self._epoch_start[epoch]
+
+    def _extend(self, epochs: int) -> None:
+        # Window counts of every epoch so far are kept (ints); packs only for the latest two.
+        while len(self._epoch_start) <= epochs:
+            e = len(self._epoch_start) - 1
+            self._epoch_start.append(self._epoch_start[-1] + len(self._epoch(e)[1]) - 1)
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(epoch, window within the epoch)`` of window ``index`` of the stream."""
+        while self._epoch_start[-1] <= index:
+            self._extend(len(self._epoch_start))
+        epoch = bisect.bisect_right(self._epoch_start, index) - 1
+        return epoch, index - self._epoch_start[epoch]
+
+    def stream_windows(self, epochs: float) -> int:
+        """Windows in the first ``epochs`` passes (a fractional last pass is rounded)."""
+        whole = int(epochs)
+        self._extend(whole + 1)
+        partial = round((epochs - whole) * self.epoch_windows(whole))
+        return self._epoch_start[whole] + partial
+
+    def epoch_at(self, index: int) -> float:
+        """Fractional epoch reached after ``index`` windows of the stream."""
+        epoch, w = self.locate(index)
+        return epoch + w / self.epoch_windows(epoch)
 
     def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """``(order, window_ptr)``: documents in packing order, and CSR pointers of windows."""
@@ -169,14 +203,13 @@ class TrainData:
 
     def window_docs(self, index: int) -> np.ndarray:
         """Documents (in order) of window ``index`` of the endless stream."""
-        epoch, w = divmod(index, self.windows_per_epoch)
+        epoch, w = self.locate(index)
         order, ptr = self._epoch(epoch)
         return order[ptr[w] : ptr[w + 1]]
 
     def steps_for(self, epochs: float, batch_size: int) -> int:
         """Optimiser steps that cover ``epochs`` passes (the last batch may be partial)."""
-        windows = int(round(epochs * self.windows_per_epoch))
-        return max(1, -(-windows // batch_size))
+        return max(1, -(-self.stream_windows(epochs) // batch_size))
 
     def batch(
         self,

@@ -506,7 +506,7 @@ def _train(
     )
     micro, accum = cfg.optim.accumulation(ddp.world)
     data = TrainData(corpus, n_train, mcfg.context_length, shuffle_seed=cfg.data.shuffle_seed)
-    stream_windows = int(round(cfg.data.epochs * data.windows_per_epoch))
+    stream_windows = data.stream_windows(cfg.data.epochs)
     if cfg.optim.max_steps is not None:
         total_steps = cfg.optim.max_steps
         limit = None  # the stream is endless; max_steps decides
@@ -734,7 +734,7 @@ def _train(
                             "lr": lr,
                             "grad_norm": gnorm,
                             "tokens": tokens_seen,
-                            "epoch": step * cfg.optim.batch_size / data.windows_per_epoch,
+                            "epoch": data.epoch_at(step * cfg.optim.batch_size),
                             "tokens_per_s": tps,
                             "mfu": tps * fpt / (peak * ddp.world) if (tps and peak) else None,
                         }
