@@ -38,8 +38,10 @@ pub(crate) struct Cursor<'m> {
     model: &'m Model,
     phase: Phase,
     sentence: usize,
-    /// Current skeleton-trie node and its mass.
+    /// Current skeleton-trie node, the node whose entries represent its template set (see
+    /// [`SkeletonTrie`](super::state::SkeletonTrie)), and its mass.
     node: u32,
+    rep: u32,
     mass: f64,
     past_value: bool,
     used: Vec<bool>,
@@ -66,6 +68,7 @@ impl<'m> Cursor<'m> {
             phase: Phase::ExpectBos,
             sentence: 0,
             node: ROOT,
+            rep: ROOT,
             mass: 0.0,
             past_value: false,
             used: vec![false; model.n_attributes],
@@ -165,10 +168,16 @@ impl<'m> Cursor<'m> {
         model.value_prior(attribute, x)
     }
 
-    fn begin_sentence(&mut self, state: &State) {
+    fn begin_sentence(&mut self) {
         self.node = ROOT;
+        self.rep = ROOT;
         self.past_value = false;
-        self.mass = self.mass_of(state, ROOT, false);
+        // Each available attribute's templates carry Dirichlet-multinomial mass 1 in total.
+        self.mass = if self.model.shuffled {
+            (self.model.n_attributes - self.sentence) as f64
+        } else {
+            1.0
+        };
     }
 
     /// `W(q x)` for the name part `j` of the next token `x` given the current prefix; returns
@@ -196,7 +205,7 @@ impl<'m> Cursor<'m> {
             Phase::Sentence => self.sentence_step(state, x),
             Phase::ExpectBos if x == BOS => {
                 self.phase = Phase::Sentence;
-                self.begin_sentence(state);
+                self.begin_sentence();
                 Ok((1.0, ROLE_SPECIAL))
             }
             Phase::ExpectEos if x == EOS => {
@@ -229,39 +238,41 @@ impl<'m> Cursor<'m> {
                 self.sentence
             ));
         }
-        let single = trie.n_children(self.node) == 1;
+        // Through a one-child edge the template set, hence the mass, is unchanged.
+        let branching = trie.n_children(self.node) > 1;
+        let rep = if branching { child } else { self.rep };
         let (p, role) = if code < CODE_NAME {
-            let p = if single {
-                1.0
-            } else {
-                let next = self.mass_of(state, child, self.past_value);
+            let p = if branching {
+                let next = self.mass_of(state, rep, self.past_value);
                 let p = next / self.mass;
                 self.mass = next;
                 p
+            } else {
+                1.0
             };
             (p, ROLE_SYNTAX)
         } else if code == CODE_VALUE {
             self.past_value = true;
-            for e in trie.entries(child) {
+            for e in trie.entries(rep) {
                 let a = trie.entry_attr[e] as usize;
                 if self.available(a) {
                     self.value_factor[a] = self.value_prob(state, a, x);
                 }
             }
-            let next = self.mass_of(state, child, true);
+            let next = self.mass_of(state, rep, true);
             let p = next / self.mass;
             self.mass = next;
             self.value = x;
             (p, ROLE_VALUE)
         } else {
             let j = (code - CODE_NAME) as usize;
-            let p_parse = if single {
-                1.0
-            } else {
-                let next = self.mass_of(state, child, self.past_value);
+            let p_parse = if branching {
+                let next = self.mass_of(state, rep, self.past_value);
                 let p = next / self.mass;
                 self.mass = next;
                 p
+            } else {
+                1.0
             };
             let p_name = if self.name_done {
                 if x == self.name[j] {
@@ -295,6 +306,7 @@ impl<'m> Cursor<'m> {
             ));
         }
         self.node = child;
+        self.rep = rep;
         let g = trie.terminal(child);
         if g != NONE {
             self.end_sentence(state, g);
@@ -315,7 +327,7 @@ impl<'m> Cursor<'m> {
         if self.sentence == model.m {
             self.phase = Phase::ExpectEos;
         } else {
-            self.begin_sentence(state);
+            self.begin_sentence();
         }
     }
 
@@ -330,13 +342,14 @@ impl<'m> Cursor<'m> {
             Phase::ExpectEos => out[EOS as usize] = 1.0,
             Phase::Done => {}
             Phase::Sentence => {
+                let branching = trie.n_children(self.node) > 1;
                 for i in trie.children(self.node) {
                     let (code, child) = trie.child_at(i);
+                    let rep = if branching { child } else { self.rep };
                     if code < CODE_NAME {
-                        out[code as usize] +=
-                            self.mass_of(state, child, self.past_value) / self.mass;
+                        out[code as usize] += self.mass_of(state, rep, self.past_value) / self.mass;
                     } else if code == CODE_VALUE {
-                        for e in trie.entries(child) {
+                        for e in trie.entries(rep) {
                             let a = trie.entry_attr[e] as usize;
                             if !self.available(a) {
                                 continue;
@@ -352,7 +365,7 @@ impl<'m> Cursor<'m> {
                         }
                     } else {
                         let j = (code - CODE_NAME) as usize;
-                        let p_parse = self.mass_of(state, child, self.past_value) / self.mass;
+                        let p_parse = self.mass_of(state, rep, self.past_value) / self.mass;
                         if self.name_done {
                             out[self.name[j] as usize] += p_parse;
                         } else {

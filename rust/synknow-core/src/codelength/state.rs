@@ -41,7 +41,10 @@ pub struct Sentence {
 /// tokens of `[NAME]` are `J` slots). A node is a set of candidate parse states: the templates
 /// whose skeleton starts with the slots on the path to it. Per node and attribute, an *entry*
 /// holds the number of such templates; the learner's template counts summed over them live in
-/// [`State`], so the Dirichlet-multinomial mass of a node is one pass over its entries.
+/// [`State`], so the Dirichlet-multinomial mass of a node is one pass over its entries. A node
+/// with a single child passes its template set on unchanged, so sums are kept only at the root
+/// and at children of branching nodes; any other node is represented by its nearest such
+/// ancestor.
 #[derive(Clone, Debug)]
 pub struct SkeletonTrie {
     child_start: Vec<u32>,
@@ -53,7 +56,8 @@ pub struct SkeletonTrie {
     pub(crate) entry_gamma: Vec<f64>,
     /// Global template index of a node reached by the final `END`, else `NONE`.
     terminal: Vec<u32>,
-    /// Per global template: the entries on its path, root included.
+    /// Per global template: the entries of the representative nodes on its path (the root and
+    /// every child of a branching node).
     path_start: Vec<u32>,
     path_entries: Vec<u32>,
 }
@@ -129,8 +133,14 @@ impl SkeletonTrie {
             let mut node = ROOT;
             trie.path_entries.push(trie.entry_of(node, *a));
             for &code in codes {
+                let parent = node;
                 node = trie.child(node, code);
-                trie.path_entries.push(trie.entry_of(node, *a));
+                // A node reached through a one-child edge has its parent's template set, hence
+                // its parent's sums: the scorer reads the parent's entries instead, so only the
+                // root and children of branching nodes (the "representatives") keep sums.
+                if trie.n_children(parent) > 1 {
+                    trie.path_entries.push(trie.entry_of(node, *a));
+                }
             }
             trie.path_start.push(trie.path_entries.len() as u32);
         }
