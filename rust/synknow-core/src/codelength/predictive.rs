@@ -309,12 +309,12 @@ impl<'m> Cursor<'m> {
         self.rep = rep;
         let g = trie.terminal(child);
         if g != NONE {
-            self.end_sentence(state, g);
+            self.end_sentence(g);
         }
         Ok((p, role))
     }
 
-    fn end_sentence(&mut self, state: &State, g: u32) {
+    fn end_sentence(&mut self, g: u32) {
         let model = self.model;
         let a = model.template_offset.partition_point(|&o| o <= g) - 1;
         self.sentences.push(Sentence {
