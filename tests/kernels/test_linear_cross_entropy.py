@@ -23,13 +23,21 @@ from synknow_kernels.linear_cross_entropy import BACKWARD_ENV_VAR
 N, H, V = 252, 123, 507
 
 
-@pytest.fixture(params=["chunked", "fused"])
-def backward(request, impl, monkeypatch):
-    """The Triton backward strategy (irrelevant for the torch impl, which runs once)."""
-    if impl == "torch" and request.param != "chunked":
-        pytest.skip("backward strategy only applies to impl='triton'")
-    monkeypatch.setenv(BACKWARD_ENV_VAR, request.param)
-    return request.param
+def pytest_generate_tests(metafunc):
+    """Tests taking ``backward`` run for torch once and for Triton with both strategies."""
+    if "backward" not in metafunc.fixturenames:
+        return
+    combos = [("torch", "chunked")]
+    if triton_runnable():
+        combos += [("triton", "chunked"), ("triton", "fused")]
+    # Direct parametrisation of ``impl`` replaces the conftest fixture for these tests.
+    metafunc.parametrize(("impl", "backward"), combos, ids=[f"{i}-{b}" for i, b in combos])
+
+
+@pytest.fixture(autouse=True)
+def _backward_env(request, monkeypatch):
+    if "backward" in request.fixturenames:
+        monkeypatch.setenv(BACKWARD_ENV_VAR, request.getfixturevalue("backward"))
 
 
 def _data(n=N, h=H, v=V, seed=0, ignore_every=7, bias=True, scale=0.3):
