@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use synknow_core::{ConfigError, CorpusError};
 
+mod codelength;
 mod sampling;
 
 /// Maps core errors to Python exceptions: I/O problems to `OSError`, everything else (bad
@@ -27,5 +28,6 @@ pub(crate) fn config_err(e: ConfigError) -> PyErr {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", synknow_core::VERSION)?;
     sampling::register(m)?;
+    codelength::register(m)?;
     Ok(())
 }
