@@ -66,10 +66,14 @@ class SyntaxKnowledgeConfig:
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
                 object.__setattr__(self, f.name, value)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not (
-            0 <= self.seed < 2**64
+        if (
+            not isinstance(self.seed, int)
+            or isinstance(self.seed, bool)
+            or not (0 <= self.seed < 2**64)
         ):
-            raise ValueError(f"invalid config field 'seed': must be an integer in [0, 2^64), got {self.seed!r}")
+            raise ValueError(
+                f"invalid config field 'seed': must be an integer in [0, 2^64), got {self.seed!r}"
+            )
         _core.validate_config(self.to_json())
 
     # ---- (de)serialisation ---------------------------------------------------------------
@@ -93,7 +97,9 @@ class SyntaxKnowledgeConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown config field(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
         return cls(**dict(data))
 
     @classmethod

@@ -207,7 +207,9 @@ def _check_consistency(arrays: dict[str, np.ndarray], config: SyntaxKnowledgeCon
     if len(off) != n + 1:
         raise bad(f"doc_offsets has {len(off)} entries for {n} documents (needs N+1)")
     if n and (int(off[0]) != 0 or int(off[-1]) != t):
-        raise bad(f"doc_offsets must run from 0 to len(tokens)={t}, got {int(off[0])}..{int(off[-1])}")
+        raise bad(
+            f"doc_offsets must run from 0 to len(tokens)={t}, got {int(off[0])}..{int(off[-1])}"
+        )
     if len(arrays["roles"]) != t:
         raise bad(f"roles has {len(arrays['roles'])} entries for {t} tokens")
     m, a, j = config.m, config.n_attributes, len(config.name_parts)
@@ -345,7 +347,9 @@ def load_corpus(path: str | os.PathLike[str], *, verify: bool = False, mmap: boo
         expected_bytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
         data_bytes = file.stat().st_size - _npy_header_size(file)
         if data_bytes != expected_bytes:
-            raise CorpusError(f"{file}: {data_bytes} data bytes, expected {expected_bytes} (truncated?)")
+            raise CorpusError(
+                f"{file}: {data_bytes} data bytes, expected {expected_bytes} (truncated?)"
+            )
         if verify:
             digest = _core.xxh3_64(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
             if digest != entry.get("xxh3_64"):
