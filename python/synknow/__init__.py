@@ -9,10 +9,19 @@ Compression" (NeurIPS 2025): a parametric syntax model plus a Pitman-Yor CRP kno
 ('uint16', 1000)
 """
 
-from synknow import presets
+from synknow import presets, theory
 from synknow._core import __version__
+from synknow.codelength import (
+    BayesCurve,
+    CodeLengths,
+    bayes_curve,
+    closed_form_per_doc,
+    closed_form_total,
+    code_lengths,
+)
 from synknow.config import SyntaxKnowledgeConfig
 from synknow.corpus import ROLE_NAMES, Corpus, CorpusError, Vocab, generate, load_corpus, sample
+from synknow.structure import StructureFunction, structure_function
 
 __all__ = [
     "__version__",
@@ -25,4 +34,13 @@ __all__ = [
     "load_corpus",
     "presets",
     "sample",
+    "BayesCurve",
+    "CodeLengths",
+    "StructureFunction",
+    "bayes_curve",
+    "closed_form_per_doc",
+    "closed_form_total",
+    "code_lengths",
+    "structure_function",
+    "theory",
 ]

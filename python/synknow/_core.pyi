@@ -29,3 +29,62 @@ def generate_to_dir(
 ) -> tuple[int, int, int]: ...
 def xxh3_64(data: npt.NDArray[np.uint8]) -> str: ...
 def expected_entities(n: float, alpha: float, beta: float) -> float: ...
+
+# --- code lengths, learning curves, structure function, theory (rust/synknow-py/src/codelength.rs)
+def code_lengths(
+    config_json: str,
+    tokens: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+    doc_offsets: npt.NDArray[np.uint64],
+    keep_per_token: bool = True,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> dict[str, Any]: ...
+def closed_form_per_doc(
+    config_json: str,
+    doc_entity: npt.NDArray[np.uint32],
+    sentence_attribute: npt.NDArray[np.uint16],
+    sentence_template: npt.NDArray[np.uint16],
+    entity_names: npt.NDArray[np.uint32],
+    entity_values: npt.NDArray[np.uint32],
+    n_docs: int,
+) -> npt.NDArray[np.float64]: ...
+def closed_form_total(
+    config_json: str,
+    doc_entity: npt.NDArray[np.uint32],
+    sentence_attribute: npt.NDArray[np.uint16],
+    sentence_template: npt.NDArray[np.uint16],
+    entity_names: npt.NDArray[np.uint32],
+    entity_values: npt.NDArray[np.uint32],
+    n_docs: int,
+) -> dict[str, float]: ...
+def bayes_curve(
+    config_json: str,
+    tokens: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+    doc_offsets: npt.NDArray[np.uint64],
+    n_train: int,
+    n_test: int,
+    checkpoints: list[int],
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> dict[str, Any]: ...
+def structure_function(
+    config_json: str,
+    doc_entity: npt.NDArray[np.uint32],
+    sentence_attribute: npt.NDArray[np.uint16],
+    sentence_template: npt.NDArray[np.uint16],
+    entity_names: npt.NDArray[np.uint32],
+    entity_values: npt.NDArray[np.uint32],
+    n_docs: int,
+) -> dict[str, Any]: ...
+def predictive_distributions(
+    config_json: str,
+    tokens: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+    doc_offsets: npt.NDArray[np.uint64],
+    positions: npt.NDArray[np.uint64],
+) -> npt.NDArray[np.float64]: ...
+def expected_entities_asymptotic(n: float, alpha: float, beta: float) -> float: ...
+def expected_new_probability(n: float, alpha: float, beta: float) -> float: ...
+def expected_new_probability_asymptotic(n: float, alpha: float, beta: float) -> float: ...
+def expected_counts_of_counts(n: int, c: int, alpha: float, beta: float) -> float: ...
+def digamma(x: float) -> float: ...
+def expected_entity_entropy(alpha: float, beta: float) -> float: ...
