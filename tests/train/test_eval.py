@@ -138,3 +138,47 @@ def test_context_too_short_for_test_documents_is_an_error(corpus):
     m = GPT(ModelConfig(size="tiny", context_length=16).resolved(len(corpus.vocab)))
     with pytest.raises(ValueError, match="more than the model's context length 16"):
         evaluate(m, corpus, N_TRAIN, N_TEST)
+
+
+def test_bayes_summary_arithmetic_and_split_check(model, corpus):
+    """The Bayes columns: role sums over role token counts, on the same documents."""
+    from synknow.train import EvalData
+    from synknow.train.eval import bayes_summary
+
+    data = EvalData(corpus, N_TRAIN, N_TEST)
+    rng = np.random.default_rng(0)
+    off = np.asarray(corpus.doc_offsets, dtype=np.int64)
+    tokens = np.stack(
+        [np.bincount(corpus.roles[off[d] : off[d + 1]], minlength=4) for d in data.docs]
+    )
+    bits = rng.uniform(0, 10, size=(N_TEST, 4))
+    ref = {"doc_bits": bits, "tokens_by_role": tokens, "count": data.count.copy()}
+    s = bayes_summary(ref, data)
+    assert s["bits_per_token"] == pytest.approx(bits.sum() / tokens.sum())
+    assert s["roles"]["name"]["bits"] == pytest.approx(bits[:, 2].sum() / tokens[:, 2].sum())
+    rep = evaluate(model, corpus, N_TRAIN, N_TEST, bayes=ref)
+    assert {k: v["tokens"] for k, v in rep["roles"].items()} == {
+        k: v["tokens"] for k, v in rep["bayes"]["roles"].items()
+    }
+    assert "Bayes-optimal" in format_report(rep)
+    ref["count"] = ref["count"] + 1
+    with pytest.raises(ValueError, match="does not describe these test documents"):
+        bayes_summary(ref, data)
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("synknow")._core, "bayes_curve"), reason="code-length engine not built"
+)
+def test_bayes_reference_from_the_code_length_engine(model, corpus):
+    from synknow.train.eval import bayes_reference
+
+    ref = bayes_reference(corpus, N_TRAIN, N_TEST)
+    rep = evaluate(model, corpus, N_TRAIN, N_TEST, bayes=ref)
+    bayes = rep["bayes"]
+    # Both engines count the same tokens per role (BOS with the specials) and the same
+    # entity training counts.
+    for name in ("special", "syntax", "name", "value"):
+        assert bayes["roles"][name]["tokens"] == rep["roles"][name]["tokens"]
+    assert bayes["roles"]["special"]["bits"] >= 0.0
+    # The Bayes predictor knows the grammar: an untrained model pays far more per token.
+    assert bayes["bits_per_token"] < rep["bits_per_token"]

@@ -20,17 +20,24 @@ Conventions (the same denominators as the Bayes reference):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from synknow import _core
 from synknow.corpus import ROLE_NAMES, Corpus
 from synknow.train.data import IGNORE, EvalData, bucket_label
 from synknow.train.model import GPT, kernels
 
-__all__ = ["evaluate", "token_stats", "bayes_reference", "format_report", "ROLE_VALUE"]
+__all__ = [
+    "evaluate",
+    "token_stats",
+    "bayes_reference",
+    "bayes_summary",
+    "format_report",
+    "ROLE_VALUE",
+]
 
 ROLE_SPECIAL, ROLE_VALUE = 0, 3
 _TIE_SLACK_BITS = 1e-4  # rows whose target is this close to the max probability get exact logits
@@ -112,7 +119,7 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     impl: str = "auto",
     per_token: bool = False,
-    bayes: bool = True,
+    bayes: bool | dict[str, np.ndarray] | None = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Scores the test split (the last ``n_test`` documents) against a model trained on the
@@ -126,7 +133,10 @@ def evaluate(
             ``target``, ``role``, ``count``, ``bucket``, ``nll_bits``, ``entropy_bits``,
             ``max_prob``, ``argmax``, ``value_mass``, ``credit``; ``credit`` is NaN off value
             tokens).
-        bayes: include the Bayes-optimal reference (:func:`bayes_reference`) when available.
+        bayes: ``True``: include the Bayes-optimal reference of the same documents
+            (:func:`bayes_reference`, computed here) when the code-length engine is available;
+            a precomputed :func:`bayes_reference` (cheaper for repeated evaluations); or
+            ``False``/``None``.
 
     Returns:
         A JSON-serialisable dict: ``n_train``, ``n_test``, ``n_docs``, ``n_tokens``,
@@ -185,7 +195,9 @@ def evaluate(
     is_value = tok["role"] == ROLE_VALUE
     tok["credit"] = np.where(is_value, tok.pop("top_credit"), np.nan)
     report = _aggregate(tok, data)
-    report["bayes"] = bayes_reference(corpus, data.n_train, n_test, max_docs) if bayes else None
+    if bayes is True:
+        bayes = bayes_reference(corpus, data.n_train, n_test)
+    report["bayes"] = bayes_summary(bayes, data) if isinstance(bayes, dict) else None
     if per_token:
         report["tokens"] = tok
     return report
@@ -247,23 +259,63 @@ def _aggregate(tok: dict[str, np.ndarray], data: EvalData) -> dict[str, Any]:
 
 
 def bayes_reference(
-    corpus: Corpus, n_train: int, n_test: int, max_docs: int | None = None
-) -> dict[str, Any] | None:
-    """The Bayes-optimal code lengths of the same test documents given the first ``n_train``
-    (SPEC 4.4), when the code-length engine is available (``synknow.bayes_curve``); else
-    ``None``. The hook for :func:`evaluate`."""
-    import synknow
+    corpus: Corpus, n_train: int, n_test: int, *, threads: int | None = None
+) -> dict[str, np.ndarray] | None:
+    """Per test document, the Bayes-optimal code length given the first ``n_train`` documents
+    (SPEC 4.4), split by role: ``doc_bits`` ``(n_test, 4)``, ``tokens_by_role`` ``(n_test, 4)``
+    and the entity's training ``count``. ``None`` when the code-length engine is not built into
+    this ``synknow`` (``synknow._core.bayes_curve``).
 
-    curve: Callable[..., Any] | None = getattr(synknow, "bayes_curve", None)
+    Compute it once per ``(corpus, n_train)`` and pass it to :func:`evaluate` as ``bayes=``.
+    """
+    curve = getattr(_core, "bayes_curve", None)
     if curve is None:
         return None
-    return _bayes_from_curve(curve, corpus, n_train, n_test, max_docs)
+    raw = curve(
+        corpus.config.to_json(), corpus.tokens, corpus.doc_offsets, n_train, n_test, [n_train],
+        threads, None,
+    )  # fmt: skip
+    return {
+        "doc_bits": np.asarray(raw["doc_bits"][0], dtype=np.float64),
+        "tokens_by_role": np.asarray(raw["tokens_by_role"], dtype=np.int64),
+        "count": np.asarray(raw["entity_count"][0], dtype=np.int64),
+    }
 
 
-def _bayes_from_curve(
-    curve: Callable[..., Any], corpus: Corpus, n_train: int, n_test: int, max_docs: int | None
-) -> dict[str, Any] | None:  # pragma: no cover - filled in when synknow.bayes_curve lands
-    return None
+def bayes_summary(reference: dict[str, np.ndarray], data: EvalData) -> dict[str, Any]:
+    """The Bayes reference aggregated over the documents of ``data`` with the conventions of
+    :func:`evaluate` (``bits_per_token``, ``bits_per_doc``, ``roles``, ``value``, ``buckets``)."""
+    k = len(data)
+    bits = reference["doc_bits"][:k]
+    tokens = reference["tokens_by_role"][:k]
+    count = reference["count"][:k]
+    if len(bits) != k or not np.array_equal(count, data.count):
+        raise ValueError(
+            "the Bayes reference does not describe these test documents (different split or corpus)"
+        )
+    roles = {
+        name: {
+            "tokens": int(tokens[:, r].sum()),
+            "bits": float(bits[:, r].sum() / tokens[:, r].sum()) if tokens[:, r].sum() else None,
+        }
+        for r, name in enumerate(ROLE_NAMES)
+    }
+    buckets = {}
+    for b in np.unique(data.bucket).tolist():
+        sel = data.bucket == b
+        vt = tokens[sel, ROLE_VALUE].sum()
+        buckets[bucket_label(b)] = {
+            "docs": int(sel.sum()),
+            "bits_per_token": float(bits[sel].sum() / tokens[sel].sum()),
+            "value_bits": float(bits[sel, ROLE_VALUE].sum() / vt) if vt else None,
+        }
+    return {
+        "bits_per_token": float(bits.sum() / tokens.sum()),
+        "bits_per_doc": float(bits.sum() / k),
+        "roles": roles,
+        "value": {"bits": roles["value"]["bits"]},
+        "buckets": buckets,
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -277,14 +329,18 @@ def format_report(report: dict[str, Any]) -> str:
         f"n_train {report['n_train']}",
         f"bits/token {f(report['bits_per_token'])}   bits/doc {f(report['bits_per_doc'], '.2f')}"
         f"   loss (bits/predicted token) {f(report['loss_bits'])}",
-        "",
-        f"{'role':<9}{'tokens':>9}{'bits':>10}",
     ]
     bayes = report.get("bayes") or {}
+    if bayes:
+        lines.append(
+            f"Bayes-optimal: bits/token {f(bayes['bits_per_token'])}   "
+            f"bits/doc {f(bayes['bits_per_doc'], '.2f')}"
+        )
+    lines += ["", f"{'role':<9}{'tokens':>9}{'bits':>10}"]
     for name, r in report["roles"].items():
         extra = ""
-        if bayes.get("roles", {}).get(name) is not None:
-            extra = f"   (Bayes {f(bayes['roles'][name])})"
+        if bayes.get("roles", {}).get(name, {}).get("bits") is not None:
+            extra = f"   (Bayes {f(bayes['roles'][name]['bits'])})"
         lines.append(f"{name:<9}{r['tokens']:>9}{f(r['bits']):>10}{extra}")
     v = report["value"]
     lines += [
@@ -292,11 +348,14 @@ def format_report(report: dict[str, Any]) -> str:
         f"value tokens: accuracy {f(v['accuracy'])}, confidence {f(v['confidence'])}, "
         f"mass on values {f(v['mass'])}, entropy {f(v['entropy_bits'])} bits",
         "",
-        f"{'bucket':<9}{'docs':>7}{'bits/tok':>10}{'val bits':>10}{'val acc':>9}{'conf':>8}",
+        f"{'bucket':<9}{'docs':>7}{'bits/tok':>10}{'val bits':>10}{'val acc':>9}{'conf':>8}"
+        + (f"{'Bayes val bits':>16}" if bayes else ""),
     ]
     for label, b in report["buckets"].items():
+        ref = bayes.get("buckets", {}).get(label, {}).get("value_bits") if bayes else None
         lines.append(
             f"{label:<9}{b['docs']:>7}{f(b['bits_per_token']):>10}{f(b['value_bits']):>10}"
             f"{f(b['value_accuracy'], '.3f'):>9}{f(b['value_confidence'], '.3f'):>8}"
+            + (f"{f(ref):>16}" if bayes else "")
         )
     return "\n".join(lines)

@@ -47,7 +47,7 @@ import synknow
 from synknow.corpus import Corpus, load_corpus
 from synknow.train.config import ModelConfig, TrainConfig, locate_key
 from synknow.train.data import TrainData, check_split
-from synknow.train.eval import evaluate
+from synknow.train.eval import bayes_reference, evaluate
 from synknow.train.model import GPT, flops_per_token, kernels, param_count
 
 __all__ = [
@@ -593,9 +593,13 @@ def _train(
     }
     log.write(header)
 
+    bayes_cache: dict[str, Any] = {}
+
     def run_eval(at_step: int, final: bool) -> dict[str, Any] | None:
         report = None
         if ddp.main:
+            if "ref" not in bayes_cache:  # the Bayes reference depends on n_train only: once
+                bayes_cache["ref"] = bayes_reference(corpus, n_train, n_test)
             report = evaluate(
                 model,
                 corpus,
@@ -605,6 +609,7 @@ def _train(
                 batch_size=cfg.run.eval_batch_size,
                 autocast_dtype=amp,
                 impl=cfg.run.loss_impl,
+                bayes=bayes_cache["ref"],
                 progress=False,
             )
             log.write(
