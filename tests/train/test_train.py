@@ -205,6 +205,8 @@ def test_split_and_context_errors(corpus, tmp_path):
         train(tiny_config(tmp_path, data={"n_train": 2900, "n_test": 200}), corpus=corpus)
     with pytest.raises(ValueError, match="raise context_length"):
         train(tiny_config(tmp_path, model={"context_length": 32}), corpus=corpus)
+    with pytest.raises(ValueError, match="leave model.vocab_size unset"):
+        train(tiny_config(tmp_path, model={"vocab_size": 7}), corpus=corpus)
 
 
 def test_vocabulary_mismatch_with_a_checkpoint(corpus, tmp_path):

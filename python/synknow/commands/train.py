@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration keys (override the --config file)")
     for section, cls in _SECTIONS.items():
         for f in dataclasses.fields(cls):
-            if section == "data" and f.name == "corpus":
-                continue
+            if (section, f.name) in (("data", "corpus"), ("model", "vocab_size")):
+                continue  # --corpus above; the vocabulary comes from the corpus
             names = [f"--{section}.{f.name}"]
             if counts[f.name] == 1:
                 names.append(f"--{f.name}")

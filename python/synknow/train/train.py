@@ -494,6 +494,11 @@ def _train(
                     f"on ({key} changed)"
                 )
     n_train, n_test = check_split(corpus, cfg.data.n_train, cfg.data.n_test)
+    if cfg.model.vocab_size is not None and cfg.model.vocab_size != len(corpus.vocab):
+        raise ValueError(
+            f"model.vocab_size={cfg.model.vocab_size} but the corpus has {len(corpus.vocab)} "
+            "tokens; leave model.vocab_size unset (it comes from the corpus)"
+        )
     mcfg: ModelConfig = cfg.model.resolved(vocab_size=len(corpus.vocab))
     cfg = dataclasses.replace(
         cfg,
