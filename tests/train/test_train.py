@@ -220,6 +220,16 @@ def test_vocabulary_mismatch_with_a_checkpoint(corpus, tmp_path):
         train(resume=run_dir, corpus=other)
 
 
+def test_in_memory_corpus_runs_need_the_corpus_to_load(tmp_path):
+    import synknow
+
+    mem = synknow.sample(small_bios(), 300)
+    run_dir = train(tiny_config(tmp_path, data={"n_test": 50}, optim={"max_steps": 1}), corpus=mem)
+    with pytest.raises(ValueError, match="in-memory corpus: pass corpus="):
+        load_run(run_dir)
+    assert load_run(run_dir, corpus=mem).n_train == 250
+
+
 def test_resume_errors(corpus, tmp_path):
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         train(resume=tmp_path / "nothing")

@@ -856,6 +856,10 @@ def load_run(
             have = ", ".join(p.name for p in _checkpoint_dirs(run_dir)) or "none"
             raise ValueError(f"run {run_dir} has no checkpoint at step {step} (have: {have})")
     if corpus is None:
+        if cfg.data.corpus is None:
+            raise ValueError(
+                f"run {run_dir} was trained on an in-memory corpus: pass corpus= to load_run"
+            )
         corpus = _open_corpus(cfg.data.corpus)
     elif not isinstance(corpus, Corpus):
         corpus = load_corpus(corpus)
