@@ -991,10 +991,19 @@ impl Sampler {
     }
 }
 
+/// Most threads a sampler pool may have (a typo like `threads=100000` must not try to start
+/// that many OS threads).
+pub const MAX_THREADS: usize = 1024;
+
 /// A rayon pool with the requested number of threads (None or 0: all cores).
 pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, CorpusError> {
     let mut b = rayon::ThreadPoolBuilder::new();
     if let Some(t) = threads.filter(|&t| t > 0) {
+        if t > MAX_THREADS {
+            return Err(CorpusError::Argument(format!(
+                "threads must be in 1..={MAX_THREADS}, got {t}"
+            )));
+        }
         b = b.num_threads(t);
     }
     b.build()
