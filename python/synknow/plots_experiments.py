@@ -21,6 +21,7 @@ __all__ = [
     "bucket_bars_plot",
     "lines_plot",
     "structure_function_plot",
+    "exponent_plot",
 ]
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
@@ -306,6 +307,53 @@ def structure_function_plot(
     ax.set_xscale("symlog", linthresh=max(1.0, float(np.nanmax(x)) * 1e-3))
     ax.set_xlabel("model bits C")
     ax.set_ylabel("data bits given the model")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def exponent_plot(
+    path: str | os.PathLike[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    title: str,
+    tolerance: Mapping[float, float] | None = None,
+) -> Path:
+    """Fitted exponents vs alpha with error bars, and the theory ``1 - alpha``. Each row:
+    ``alpha``, ``theory``, and per learner (``bayes``, ``model``) the value and ``<learner>_ci``
+    (a ``(low, high)`` pair or ``None``)."""
+    fig, ax = _figure(5.6, 4.2)
+    alphas = np.array([r["alpha"] for r in rows], dtype=float)
+    grid = np.linspace(0, 1, 50)
+    ax.plot(grid, 1 - grid, "k-", lw=1, label="theory 1 - alpha")
+    if tolerance:
+        keys = sorted(tolerance)
+        tol = np.interp(grid, keys, [tolerance[k] for k in keys])
+        ax.fill_between(
+            grid,
+            1 - grid - tol,
+            1 - grid + tol,
+            color="grey",
+            alpha=0.15,
+            label="SPEC 4.5 one-seed tolerance",
+        )
+    for i, (learner, label) in enumerate((("bayes", "Bayes"), ("model", "transformer"))):
+        xs, ys, lo, hi = [], [], [], []
+        for a, r in zip(alphas, rows, strict=True):
+            if r.get(learner) is None:
+                continue
+            v = float(r[learner])
+            ci = r.get(f"{learner}_ci") or (v, v)
+            xs.append(a + (i - 0.5) * 0.012)
+            ys.append(v)
+            lo.append(max(0.0, v - ci[0]))
+            hi.append(max(0.0, ci[1] - v))
+        if xs:
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, color=_COLORS[i], label=label)
+    ax.set_xlim(max(0.0, alphas.min() - 0.1), min(1.0, alphas.max() + 0.1))
+    ax.set_xlabel("alpha (PYCRP discount)")
+    ax.set_ylabel("fitted exponent gamma")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)

@@ -134,7 +134,7 @@ def train_with_evaluations(
 
     Returns ``{"records", "params", "params_non_embedding", "total_steps", "docs_seen",
     "tokens_per_step", "model", "train_dir"}``; ``docs_seen[i]`` is the number of training
-    documents consumed by step ``records[i]["step"]``.
+    documents consumed by step ``records[i]["step"]`` (counting repeats over epochs).
     """
     import json
 
@@ -155,13 +155,17 @@ def train_with_evaluations(
     )
     data = TrainData(corpus, n_train, tspec.context_length, shuffle_seed=seed)
     total = data.steps_for(tspec.epochs, tspec.batch_size)
-    stream = int(round(tspec.epochs * data.windows_per_epoch))
     stops = log_steps(total, tspec.n_evals, first=max(1, min(4, total)))
-    # Documents consumed by each step (windows hold whole documents).
-    per_window = np.array(
-        [len(data.window_docs(i)) for i in range(min(stream, total * tspec.batch_size))]
-    )
-    cum_docs = np.concatenate([[0], np.cumsum(per_window)])
+    # Documents consumed by each step, exactly within the first epoch (windows hold whole
+    # documents); later epochs count n_train documents per pass, pro rata.
+    first_epoch = np.array([len(data.window_docs(i)) for i in range(data.windows_per_epoch)])
+    cum_docs = np.concatenate([[0], np.cumsum(first_epoch)])
+
+    def docs_seen(step: int) -> int:
+        windows = step * tspec.batch_size
+        if windows <= data.windows_per_epoch:
+            return int(cum_docs[windows])
+        return int(round(windows / data.windows_per_epoch * n_train))
 
     bar = None
     if ctx.progress:
@@ -186,7 +190,7 @@ def train_with_evaluations(
                 params, params_ne = param_count(model), param_count(model, with_embeddings=False)
             record = {
                 "step": stop,
-                "docs_seen": int(cum_docs[min(stop * tspec.batch_size, len(cum_docs) - 1)]),
+                "docs_seen": docs_seen(stop),
                 **on_eval(model, stop, stop == total),
             }
             records.append(record)
@@ -317,5 +321,69 @@ def bayes_reference(
 
 def _bayes_table(
     curve: Callable[..., Any], corpus: Any, n_train: int, n_test: int, checkpoints: list[int]
-) -> dict[str, Any] | None:
-    raise NotImplementedError("adapt to synknow.bayes_curve once it lands")
+) -> dict[str, Any]:
+    table = curve(corpus, n_train, checkpoints, n_test=n_test, progress=False)
+    out: dict[str, Any] = {
+        "n": [int(x) for x in table["n_train"]],
+        "bits_per_token": [float(x) for x in table["bits_per_token"]],
+        "bits_per_doc": [float(x) for x in table["bits_per_doc"]],
+        "new_entity_fraction": [float(x) for x in table["new_entity_fraction"]],
+    }
+    for role in ROLE_COLUMNS:
+        out[f"{role}_bits"] = [float(x) for x in table[f"{role}_bits_per_token"]]
+    return out
+
+
+def document_bits(
+    model: Any, corpus: Any, docs: np.ndarray, *, batch_docs: int = 128
+) -> np.ndarray:
+    """Code length in bits the model gives each document (every token after ``BOS``; the
+    document scored on its own from position 0, as in training and evaluation)."""
+    import torch
+
+    from synknow.experiments.probes import IGNORE, pad_rows
+
+    device = next(model.parameters()).device
+    off = np.asarray(corpus.doc_offsets, dtype=np.int64)
+    out = np.zeros(len(docs))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for lo in range(0, len(docs), batch_docs):
+                sel = np.asarray(docs[lo : lo + batch_docs], dtype=np.int64)
+                rows = [np.asarray(corpus.tokens[off[d] : off[d + 1]]).tolist() for d in sel]
+                tokens = torch.from_numpy(pad_rows(rows)).to(device)
+                targets = torch.full_like(tokens, IGNORE)
+                for i, r in enumerate(rows):
+                    targets[i, : len(r) - 1] = tokens[i, 1 : len(r)]
+                logits = model.logits(model(tokens)).double()
+                nll = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
+                )
+                out[lo : lo + len(sel)] = (nll.sum(dim=1) / math.log(2)).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def structure_reference(corpus: Any, n_train: int) -> dict[str, Any] | None:
+    """SPEC 4.6 for the first ``n_train`` documents from :func:`synknow.structure_function`,
+    as ``{"model_bits", "data_bits", "counts", "mdl_index"}`` (``counts``: the entities' counts
+    in storage order); ``None`` while the code-length engine is not available."""
+    import synknow
+
+    sf = getattr(synknow, "structure_function", None)
+    if sf is None:
+        return None
+    return _structure_table(sf, corpus, n_train)
+
+
+def _structure_table(sf: Callable[..., Any], corpus: Any, n_train: int) -> dict[str, Any]:
+    result = sf(corpus, n_train)
+    return {
+        "model_bits": np.asarray(result.model_bits, dtype=np.float64),
+        "data_bits": np.asarray(result.data_bits, dtype=np.float64),
+        "counts": np.asarray(result.entity_counts, dtype=np.int64),
+        "mdl_index": int(result.mdl_index),
+    }

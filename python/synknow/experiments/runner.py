@@ -209,6 +209,8 @@ class Preset:
         return _io.jsonable(dataclasses.asdict(self))
 
 
+# Equal-length templates make every document the same length (2 + m (L + J + 2) tokens), so
+# documents pack into training windows with no padding when the context is a multiple of it.
 _SMALL_CORPUS = CorpusSpec(
     preset="procedural",
     overrides={
@@ -217,12 +219,12 @@ _SMALL_CORPUS = CorpusSpec(
         "attribute_pool": (0, 1, 2, 3),
         "name_parts": (80, 80, 300),
         "templates_per_attribute": 4,
-        "template_length": (2, 4),
+        "template_length": (3, 3),
         "syntax_vocab": 40,
     },
     beta=10.0,
 )
-
+_SMALL_DOC = 34  # tokens per document of _SMALL_CORPUS
 _SMALL_CORPUS_WIDE_NAMES = dataclasses.replace(
     _SMALL_CORPUS, overrides={**_SMALL_CORPUS.overrides, "name_parts": (100, 100, 800)}
 )
@@ -238,7 +240,7 @@ _MICRO = Preset(
             "attribute_pool": (0, 1),
             "name_parts": (20, 20, 50),
             "templates_per_attribute": 2,
-            "template_length": (2, 3),
+            "template_length": (2, 2),
             "syntax_vocab": 12,
         },
         beta=4.0,
@@ -248,7 +250,7 @@ _MICRO = Preset(
         n_train=150,
         n_test=40,
         models=(ModelSpec("d8", 1, 1, 8), ModelSpec("d16", 1, 2, 16)),
-        train=TrainSpec(epochs=2, batch_size=8, n_evals=3, eval_docs=20),
+        train=TrainSpec(epochs=2, batch_size=8, context_length=64, n_evals=3, eval_docs=20),
         probe_pairs=100,
     ),
     data_scaling=DataScalingSettings(
@@ -256,7 +258,7 @@ _MICRO = Preset(
         n_train=160,
         n_test=40,
         model=ModelSpec("d8", 1, 1, 8),
-        train=TrainSpec(epochs=1, batch_size=8, n_evals=5, eval_docs=20),
+        train=TrainSpec(epochs=1, batch_size=8, context_length=64, n_evals=5, eval_docs=20),
         bayes_n_max=400,
         bayes_points=6,
     ),
@@ -281,28 +283,44 @@ _CPU_TINY = Preset(
     corpus=_SMALL_CORPUS,
     base=BaseSweep(
         alpha=0.5,
-        n_train=6000,
-        n_test=500,
+        n_train=4000,
+        n_test=400,
         models=(
             ModelSpec("d16", 2, 2, 16),
             ModelSpec("d32", 2, 2, 32),
             ModelSpec("d64", 2, 4, 64),
-            ModelSpec("d96", 3, 4, 96),
+            ModelSpec("d96", 2, 4, 96),
         ),
-        train=TrainSpec(epochs=12, batch_size=32, lr=3e-3, n_evals=8, eval_docs=300),
-        probe_pairs=3000,
+        train=TrainSpec(
+            epochs=6,
+            batch_size=16,
+            lr=3e-3,
+            context_length=4 * _SMALL_DOC,
+            n_evals=8,
+            eval_docs=200,
+        ),
+        probe_pairs=2000,
     ),
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
-        n_train=24000,
-        n_test=500,
+        n_train=12000,
+        n_test=400,
         model=ModelSpec("d64", 2, 4, 64),
-        train=TrainSpec(epochs=1, batch_size=32, lr=3e-3, n_evals=8, eval_docs=300),
+        train=TrainSpec(
+            epochs=1,
+            batch_size=16,
+            lr=3e-3,
+            context_length=4 * _SMALL_DOC,
+            n_evals=8,
+            eval_docs=200,
+        ),
         bayes_n_max=200_000,
     ),
     finetune=FinetuneSettings(max_steps=300, qa_steps=120),
     n_boot=400,
-    threads=2,
+    # One thread: on a shared 2-core machine two torch threads contend with everything else
+    # (measured 2-10x slower than one thread under load).
+    threads=1,
 )
 
 _GPU_SMALL = Preset(
@@ -317,7 +335,14 @@ _GPU_SMALL = Preset(
             ModelSpec(f"d{d}", layers, heads, d)
             for layers, heads, d in ((2, 2, 32), (3, 4, 64), (4, 4, 128), (6, 4, 256), (6, 8, 384))
         ),
-        train=TrainSpec(epochs=30, batch_size=128, lr=2e-3, n_evals=12, eval_docs=1000),
+        train=TrainSpec(
+            epochs=30,
+            batch_size=128,
+            lr=2e-3,
+            context_length=8 * _SMALL_DOC,
+            n_evals=12,
+            eval_docs=1000,
+        ),
         probe_pairs=20000,
     ),
     data_scaling=DataScalingSettings(
@@ -325,7 +350,14 @@ _GPU_SMALL = Preset(
         n_train=1_000_000,
         n_test=2000,
         model=ModelSpec("d256", 6, 4, 256),
-        train=TrainSpec(epochs=1, batch_size=128, lr=2e-3, n_evals=12, eval_docs=1000),
+        train=TrainSpec(
+            epochs=1,
+            batch_size=128,
+            lr=2e-3,
+            context_length=8 * _SMALL_DOC,
+            n_evals=12,
+            eval_docs=1000,
+        ),
         bayes_n_max=2_000_000,
         bayes_points=20,
     ),
@@ -353,7 +385,7 @@ _GPU_FULL = Preset(
             )
         ),
         train=TrainSpec(
-            epochs=20, batch_size=256, lr=1e-3, context_length=128, n_evals=16, eval_docs=2000
+            epochs=20, batch_size=256, lr=1e-3, context_length=512, n_evals=16, eval_docs=2000
         ),
         probe_pairs=100_000,
     ),
@@ -363,7 +395,7 @@ _GPU_FULL = Preset(
         n_test=5000,
         model=ModelSpec("20m", 12, 6, 384),
         train=TrainSpec(
-            epochs=1, batch_size=256, lr=1e-3, context_length=128, n_evals=16, eval_docs=2000
+            epochs=1, batch_size=256, lr=1e-3, context_length=512, n_evals=16, eval_docs=2000
         ),
         bayes_n_max=20_000_000,
         bayes_points=24,

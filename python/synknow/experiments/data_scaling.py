@@ -1,0 +1,372 @@
+"""E1 — data scaling: test loss vs training documents for several ``alpha``, for a transformer
+trained in a single pass and for the exact Bayes predictor on the same test split; fitted
+exponents next to ``1 - alpha`` (SPEC 4.5); the loss split by role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synknow import plots_experiments as plots
+from synknow.experiments import _io
+from synknow.experiments.common import (
+    ROLE_COLUMNS,
+    bayes_reference,
+    corpus_for,
+    flatten_eval,
+    log_steps,
+    train_with_evaluations,
+)
+from synknow.experiments.report import Section, fmt, markdown_table
+from synknow.experiments.runner import ExperimentContext
+from synknow.fit import FitResult, fit_power_law
+
+CLAIM = (
+    "Test loss falls as a power law in the amount of training data, with an exponent set by "
+    "the heavy tail of knowledge (Heaps/Zipf): excess loss ~ n^-(1-alpha) for PYCRP discount "
+    "alpha."
+)
+# SPEC 4.5: expected spread of one seed's fitted Bayes exponent over n = 1e2..2e5.
+SPEC_TOLERANCE = {0.3: 0.25, 0.5: 0.18, 0.7: 0.13}
+FIT_MIN_DOCS = 100  # the Bayes fit starts here (SPEC 4.5 fits over n = 1e2 .. 2e5)
+
+
+def tolerance(alpha: float) -> float:
+    """SPEC 4.5's one-seed tolerance, interpolated between the tabulated alphas."""
+    keys = sorted(SPEC_TOLERANCE)
+    return float(np.interp(alpha, keys, [SPEC_TOLERANCE[k] for k in keys]))
+
+
+def _fit(x: np.ndarray, y: np.ndarray, ctx: ExperimentContext) -> FitResult | None:
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 4:
+        return None
+    return fit_power_law(x[ok], y[ok], n_boot=ctx.preset.n_boot, seed=ctx.preset.seed)
+
+
+def run(ctx: ExperimentContext) -> Section:
+    s = ctx.preset.data_scaling
+    n_total = max(s.n_train, s.bayes_n_max) + s.n_test
+    results: dict[float, dict[str, Any]] = {}
+    for i, alpha in enumerate(s.alphas):
+        seed = ctx.preset.seed + 100 * (i + 1)
+
+        def bayes_fn(run_dir: Path, alpha: float = alpha, seed: int = seed) -> dict[str, Any]:
+            corpus = corpus_for(ctx, alpha, n_total, seed)
+            n_train = n_total - s.n_test
+            checkpoints = log_steps(s.bayes_n_max, s.bayes_points, first=10)
+            table = bayes_reference(corpus, n_train, s.n_test, checkpoints)
+            if table is None:
+                raise RuntimeError(
+                    "the Bayes learning curve needs synknow.bayes_curve (code-length engine)"
+                )
+            return table
+
+        def model_fn(run_dir: Path, alpha: float = alpha, seed: int = seed) -> dict[str, Any]:
+            corpus = corpus_for(ctx, alpha, n_total, seed)
+            from synknow.train.eval import evaluate
+
+            def on_eval(model: Any, step: int, final: bool) -> dict[str, Any]:
+                report = evaluate(
+                    model,
+                    corpus,
+                    n_total - s.n_test,
+                    s.n_test,
+                    max_docs=None if final else s.train.eval_docs,
+                    bayes=False,
+                )
+                return flatten_eval(report)
+
+            return train_with_evaluations(
+                ctx,
+                corpus,
+                s.model,
+                s.train,
+                s.n_train,
+                s.n_test,
+                run_dir,
+                on_eval=on_eval,
+                seed=seed,
+                desc=f"alpha={alpha}",
+            )
+
+        ctx.log(f"alpha={alpha}: Bayes learning curve")
+        bayes = ctx.run(f"bayes-alpha{alpha}", bayes_fn)
+        ctx.log(f"alpha={alpha}: transformer {s.model.name}, single pass over {s.n_train:,} docs")
+        trained = ctx.run(f"model-alpha{alpha}", model_fn)
+        results[alpha] = {"bayes": bayes, "model": trained, "seed": seed}
+
+    # Raw metrics.
+    rows: list[dict[str, Any]] = []
+    for alpha, r in results.items():
+        if r["bayes"] is not None:
+            b = r["bayes"]
+            for j, n in enumerate(b["n"]):
+                rows.append(
+                    {
+                        "alpha": alpha,
+                        "learner": "bayes",
+                        "n_docs": n,
+                        "bits_per_token": b["bits_per_token"][j],
+                        "bits_per_doc": b["bits_per_doc"][j],
+                        **{f"{role}_bits": b[f"{role}_bits"][j] for role in ROLE_COLUMNS},
+                    }
+                )
+        if r["model"] is not None:
+            for rec in r["model"]["records"]:
+                rows.append(
+                    {
+                        "alpha": alpha,
+                        "learner": f"transformer-{s.model.name}",
+                        "n_docs": rec["docs_seen"],
+                        "step": rec["step"],
+                        "bits_per_token": rec["bits_per_token"],
+                        "bits_per_doc": rec["bits_per_doc"],
+                        **{f"{role}_bits": rec[f"{role}_bits"] for role in ROLE_COLUMNS},
+                    }
+                )
+    _io.write_csv(ctx.path("data_scaling.csv"), rows)
+
+    # Fits.
+    fits: dict[str, Any] = {}
+    fit_objs: dict[tuple[float, str], FitResult] = {}
+    for alpha, r in results.items():
+        entry: dict[str, Any] = {"theory_exponent": 1 - alpha, "spec_tolerance": tolerance(alpha)}
+        if r["bayes"] is not None:
+            n = np.asarray(r["bayes"]["n"], dtype=float)
+            y = np.asarray(r["bayes"]["bits_per_token"], dtype=float)
+            keep = n >= FIT_MIN_DOCS
+            f = _fit(n[keep], y[keep], ctx)
+            if f is not None:
+                fit_objs[(alpha, "bayes")] = f
+                entry["bayes"] = f.to_dict()
+        if r["model"] is not None:
+            recs = r["model"]["records"]
+            n = np.array([rec["docs_seen"] for rec in recs], dtype=float)
+            y = np.array([rec["bits_per_token"] for rec in recs], dtype=float)
+            f = _fit(n, y, ctx)
+            if f is not None:
+                fit_objs[(alpha, "model")] = f
+                entry["transformer"] = f.to_dict()
+        fits[f"alpha={alpha}"] = entry
+    _io.write_json(ctx.path("fits.json"), fits)
+
+    # Figures.
+    figures: list[tuple[str, str]] = []
+    series = []
+    for i, (alpha, r) in enumerate(results.items()):
+        color = plots._COLORS[i % len(plots._COLORS)]
+        if r["bayes"] is not None:
+            series.append(
+                {
+                    "x": r["bayes"]["n"],
+                    "y": r["bayes"]["bits_per_token"],
+                    "label": f"Bayes, alpha={alpha}",
+                    "fit": fit_objs.get((alpha, "bayes")),
+                    "style": "-",
+                    "color": color,
+                }
+            )
+        if r["model"] is not None:
+            recs = r["model"]["records"]
+            series.append(
+                {
+                    "x": [rec["docs_seen"] for rec in recs],
+                    "y": [rec["bits_per_token"] for rec in recs],
+                    "label": f"transformer, alpha={alpha}",
+                    "style": "o",
+                    "color": color,
+                }
+            )
+    if series:
+        plots.scaling_plot(
+            ctx.path("loss_vs_docs.png"),
+            series,
+            xlabel="training documents n",
+            ylabel="test loss (bits/token)",
+            title="E1: test loss vs training documents",
+        )
+        figures.append(
+            (
+                "loss_vs_docs.png",
+                "Test loss (bits/token) vs training documents: the exact Bayes learning curve "
+                "(lines, dashed: power-law fit) and a transformer trained in one pass (points), "
+                "for each alpha, on the same test documents.",
+            )
+        )
+        excess_series = [
+            {**x, "fit": fit_objs.get((a, "bayes"))}
+            for x, a in zip(
+                [x for x in series if x["label"].startswith("Bayes")],
+                [a for a, r in results.items() if r["bayes"] is not None],
+                strict=True,
+            )
+        ]
+        if excess_series and all(x["fit"] is not None for x in excess_series):
+            plots.scaling_plot(
+                ctx.path("bayes_excess_vs_docs.png"),
+                excess_series,
+                xlabel="training documents n",
+                ylabel="Bayes excess loss L(n) - E (bits/token)",
+                title="E1: Bayes excess loss (fitted E subtracted)",
+                excess=True,
+            )
+            figures.append(
+                (
+                    "bayes_excess_vs_docs.png",
+                    "Bayes excess loss over its fitted limit E: straight lines on log-log axes "
+                    "with slope -gamma.",
+                )
+            )
+    role_panels = []
+    for alpha, r in results.items():
+        if r["model"] is None and r["bayes"] is None:
+            continue
+        panel: dict[str, Any] = {"title": f"alpha={alpha}", "x": [], "curves": {}}
+        if r["model"] is not None:
+            recs = r["model"]["records"]
+            panel["x"] = [rec["docs_seen"] for rec in recs]
+            panel["curves"] = {
+                f"transformer {role}": [rec[f"{role}_bits"] for rec in recs]
+                for role in ROLE_COLUMNS
+            }
+        if r["bayes"] is not None:
+            panel["reference"] = {
+                f"Bayes {role}": (r["bayes"]["n"], r["bayes"][f"{role}_bits"])
+                for role in ROLE_COLUMNS
+            }
+        role_panels.append(panel)
+    if role_panels:
+        plots.role_curves_plot(
+            ctx.path("roles_vs_docs.png"),
+            role_panels,
+            xlabel="training documents n",
+            title="E1: loss by role (bits per token of the role)",
+        )
+        figures.append(
+            (
+                "roles_vs_docs.png",
+                "Loss by token role vs training documents: transformer (points) and Bayes "
+                "(dashed). Syntax is learned from few documents; names and values carry the "
+                "slow, knowledge-driven decay.",
+            )
+        )
+    exps = []
+    for alpha in results:
+        e: dict[str, Any] = {"alpha": alpha, "theory": 1 - alpha}
+        for learner in ("bayes", "model"):
+            f = fit_objs.get((alpha, learner))
+            if f is not None:
+                e[learner] = f.params["gamma"]
+                e[f"{learner}_ci"] = f.ci.get("gamma")
+        exps.append(e)
+    if exps:
+        plots.exponent_plot(
+            ctx.path("exponents_vs_alpha.png"),
+            exps,
+            title="E1: fitted data-scaling exponents vs alpha",
+            tolerance=SPEC_TOLERANCE,
+        )
+        figures.append(
+            (
+                "exponents_vs_alpha.png",
+                "Fitted exponents gamma (95% bootstrap intervals) vs alpha, with the theory "
+                "1 - alpha and SPEC 4.5's one-seed tolerance band.",
+            )
+        )
+
+    # Report.
+    table_rows = []
+    bayes_ok = []
+    model_ok = []
+    for alpha in results:
+        fb = fit_objs.get((alpha, "bayes"))
+        fm = fit_objs.get((alpha, "model"))
+        tol = tolerance(alpha)
+        if fb is not None:
+            bayes_ok.append(abs(fb.params["gamma"] - (1 - alpha)) <= tol)
+        if fm is not None:
+            model_ok.append(abs(fm.params["gamma"] - (1 - alpha)) <= tol)
+        table_rows.append(
+            [
+                alpha,
+                f"{1 - alpha:.2f} +- {tol:.2f}",
+                fb.describe("gamma") if fb else "-",
+                fb.describe("E") if fb else "-",
+                fm.describe("gamma") if fm else "-",
+                fm.describe("E") if fm else "-",
+            ]
+        )
+    table = markdown_table(
+        [
+            "alpha",
+            "theory 1-alpha (SPEC tol.)",
+            "Bayes gamma [95% CI]",
+            "Bayes E (bits/tok)",
+            "transformer gamma",
+            "transformer E",
+        ],
+        table_rows,
+    )
+    model_gammas = [
+        fit_objs[(a, "model")].params["gamma"] for a in results if (a, "model") in fit_objs
+    ]
+    ordered = len(model_gammas) >= 2 and all(
+        x > y for x, y in zip(model_gammas, model_gammas[1:], strict=False)
+    )
+    if not bayes_ok and not model_ok:
+        verdict, why = "inconclusive", "no fits finished"
+    elif bayes_ok and all(bayes_ok) and model_ok and all(model_ok):
+        verdict, why = "agrees", "Bayes and transformer exponents are within SPEC's tolerance"
+    elif bayes_ok and all(bayes_ok):
+        verdict = "partly agrees"
+        why = (
+            "the exact Bayes learning curves have exponents within SPEC 4.5's one-seed "
+            "tolerance of 1 - alpha, but the transformer's do not"
+            + (" (although they decrease with alpha as predicted)" if ordered else "")
+            + ": its single-pass curve over few documents is shaped by optimisation (warm-up, "
+            "learning-rate decay, under-training) more than by the data"
+        )
+    else:
+        verdict = "does not agree" if not any(bayes_ok) else "partly agrees"
+        why = (
+            f"{sum(bayes_ok)}/{len(bayes_ok)} Bayes exponents and {sum(model_ok)}/{len(model_ok)} "
+            "transformer exponents are within SPEC 4.5's one-seed tolerance of 1 - alpha"
+        )
+    return Section(
+        experiment="data-scaling",
+        claim=CLAIM,
+        setup=(
+            f"For alpha in {list(s.alphas)} (beta={ctx.preset.corpus.beta}): one corpus each; "
+            f"test split = its last {s.n_test} documents. Bayes: the exact predictive code "
+            f"length (SPEC 4.4) at {s.bayes_points} log-spaced prefixes up to "
+            f"{s.bayes_n_max:,} documents, fitted over n >= {FIT_MIN_DOCS}. Transformer: "
+            f"{s.model.name} ({s.model.n_layer} layers, d={s.model.d_model}) trained in a single "
+            f"pass over {s.n_train:,} documents (batch {s.train.batch_size} windows of "
+            f"{s.train.context_length} tokens, lr {s.train.lr}), evaluated at "
+            f"{s.train.n_evals} log-spaced steps; n = documents consumed so far. Fit: "
+            "`L(n) = E + A n^-gamma` (Huber on log residuals, L-BFGS from a grid, 95% "
+            "residual-bootstrap intervals)."
+        ),
+        measured=table,
+        theory=(
+            "knowledge excess per document ~ E[P_new(n)] (log2 U + sum_a H(H_a) - alpha log2 n), "
+            "i.e. n^-(1-alpha) with a slowly varying log correction; syntax excess ~ "
+            "d_syn / (2 n ln 2). One seed's fitted exponent over n = 1e2..2e5 scatters by about "
+            "+-0.25 (alpha 0.3), +-0.18 (0.5), +-0.13 (0.7)."
+        ),
+        verdict=verdict,
+        verdict_text=why + ".",
+        figures=figures,
+        files=["data_scaling.csv", "fits.json"],
+        headline=", ".join(
+            f"a={a}: Bayes {fmt(fit_objs[(a, 'bayes')].params['gamma'])}"
+            for a in results
+            if (a, "bayes") in fit_objs
+        )
+        + " (theory "
+        + ", ".join(f"{1 - a:.1f}" for a in results)
+        + ")",
+    )
