@@ -109,6 +109,9 @@ def test_tie_rule_credits_one_over_the_number_tied():
     targets = torch.tensor([3, 5, 11, 0, 19, 4])
     s = token_stats(hidden, weight, targets, (10, 20))
     np.testing.assert_allclose(s["top_credit"].numpy(), [1 / 3, 1 / 3, 1 / 3, 0, 0, 0])
+    only = torch.tensor([False, True, False, False, False, False])
+    s = token_stats(hidden, weight, targets, (10, 20), credit_rows=only)
+    np.testing.assert_allclose(s["top_credit"].numpy(), [0, 1 / 3, 0, 0, 0, 0])
     # Uniform prediction: every token ties, credit 1/V, and the value mass is the range share.
     s = token_stats(hidden, torch.zeros(v, d), targets, (10, 20))
     np.testing.assert_allclose(s["top_credit"].numpy(), np.full(6, 1 / v))

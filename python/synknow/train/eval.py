@@ -49,13 +49,15 @@ def token_stats(
     targets: torch.Tensor,
     value_range: tuple[int, int],
     *,
+    credit_rows: torch.Tensor | None = None,
     impl: str = "auto",
 ) -> dict[str, torch.Tensor]:
     """Per-token statistics of ``softmax(hidden @ weight.T)`` against ``targets`` (1-D rows).
 
     Returns float64 CPU tensors ``nll_bits``, ``entropy_bits``, ``max_prob``, ``value_mass``
     (probability on ``value_range``), int64 ``argmax``, and ``top_credit``: ``1/k`` when the
-    target is among the ``k`` tokens tied for the maximum, else 0.
+    target is among the ``k`` tokens tied for the maximum, else 0 (computed only on the rows
+    where the boolean ``credit_rows`` is true, if given; 0 elsewhere).
     """
     hidden = hidden.float()
     weight = weight.float()
@@ -74,7 +76,10 @@ def token_stats(
     out = {k: (v if k == "argmax" else v.double()) for k, v in out.items()}
     # Candidates for a (possibly tied) top-1 hit: target probability within slack of the max.
     gap = out["nll_bits"] + torch.log2(out["max_prob"])
-    candidates = torch.nonzero(gap <= _TIE_SLACK_BITS).flatten()
+    near_max = gap <= _TIE_SLACK_BITS
+    if credit_rows is not None:
+        near_max &= credit_rows.cpu()
+    candidates = torch.nonzero(near_max).flatten()
     credit = torch.zeros(len(targets), dtype=torch.float64)
     for lo in range(0, len(candidates), 4096):
         rows = candidates[lo : lo + 4096].to(hidden.device)
@@ -174,10 +179,16 @@ def evaluate(
             ):
                 hidden = model(tokens)
             mask = targets != IGNORE
-            stats = token_stats(
-                hidden[mask], model.head_weight, targets[mask], (vr.start, vr.stop), impl=impl
-            )
             rows, pos = np.nonzero(batch.targets.numpy() != IGNORE)
+            is_value = torch.from_numpy(batch.roles[rows, pos] == ROLE_VALUE)
+            stats = token_stats(
+                hidden[mask],
+                model.head_weight,
+                targets[mask],
+                (vr.start, vr.stop),
+                credit_rows=is_value,
+                impl=impl,
+            )
             add = {
                 "doc": batch.docs[rows],
                 "position": pos + 1,  # the target's position in its document
