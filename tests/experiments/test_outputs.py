@@ -32,7 +32,7 @@ EXPECTED = {
     },
     "acquisition": {
         "acquisition_curves.csv": ["step", "syntax_bits", "name_bits", "value_bits"],
-        "acquisition_buckets.csv": ["step", "bucket", "docs", "bayes_value_accuracy"],
+        "acquisition_buckets.csv": ["step", "docs", "bayes_value_accuracy"],
     },
     "finetune": {
         "injection.csv": ["repetitions", "steps", "new_accuracy", "old_accuracy"],
@@ -95,6 +95,14 @@ def test_experiment_outputs_are_well_formed(micro_run, experiment: str) -> None:
             for row in rows:
                 if row[c] != "":
                     assert math.isfinite(float(row[c])), (name, c, row[c])
+    if experiment in ("acquisition", "hallucination", "finetune"):
+        csv = {
+            "acquisition": "acquisition_buckets.csv",
+            "hallucination": "hallucination_by_bucket.csv",
+            "finetune": "forgetting_by_bucket.csv",
+        }[experiment]
+        labels = {r["bucket"] for r in _io.read_csv(d / csv)}
+        assert labels and all(re.fullmatch(r"\d+(-\d+)?|all", x) for x in labels), labels
     assert section["figures"], "every experiment draws figures"
     for fig, caption in section["figures"]:
         data = (d / fig).read_bytes()

@@ -219,9 +219,6 @@ def run(ctx: ExperimentContext) -> Section:
         figures.append(
             ("role_loss_curves.png", "Per-role test loss over training steps for each size.")
         )
-        frontier_series = []
-        for srow in summary_rows:
-            frontier_series.append(srow)
         plots.lines_plot(
             ctx.path("final_accuracy_by_bucket.png"),
             [
@@ -262,8 +259,7 @@ def run(ctx: ExperimentContext) -> Section:
         [
             "model",
             "params",
-            "syntax 90% drop at step",
-            "value 90% drop at step",
+            "syntax lead",
             "buckets reaching 50%",
             "Spearman(bucket, step)",
             f"frontier (acc >= {THRESHOLD})",
@@ -272,8 +268,7 @@ def run(ctx: ExperimentContext) -> Section:
             [
                 s["model"],
                 s["params"],
-                s["syntax_90pct_step"],
-                s["value_90pct_step"],
+                s["syntax_lead"],
                 s["buckets_acquired"],
                 s["spearman_bucket_vs_step"],
                 s["frontier_bucket"] or "none",
