@@ -169,9 +169,6 @@ def test_bayes_summary_arithmetic_and_split_check(model, corpus):
         bayes_summary(ref, data)
 
 
-@pytest.mark.skipif(
-    not hasattr(__import__("synknow")._core, "bayes_curve"), reason="code-length engine not built"
-)
 def test_bayes_reference_from_the_code_length_engine(model, corpus):
     from synknow.train.eval import bayes_reference
 

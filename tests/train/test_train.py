@@ -122,6 +122,9 @@ def test_run_directory_contents_and_header(corpus, tmp_path):
     assert kept == ["step_00000002", "step_00000003"]
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_00000003"
     assert records(run_dir, "end")[0]["step"] == 3
+    final = records(run_dir, "eval")[-1]
+    assert final["final"] and final["n_test_docs"] == 200
+    assert final["bayes"]["roles"]["value"]["tokens"] == final["roles"]["value"]["tokens"]
     loaded = load_run(run_dir, step=2)
     assert loaded.step == 2 and loaded.n_train == corpus.n_docs - 200
     with pytest.raises(ValueError, match="no checkpoint at step 1"):

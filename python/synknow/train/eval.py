@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from synknow import _core
 from synknow.corpus import ROLE_NAMES, Corpus
 from synknow.train.data import IGNORE, EvalData, bucket_label
 from synknow.train.model import GPT, kernels
@@ -275,21 +274,20 @@ def bayes_reference(
     """Per test document, the Bayes-optimal code length given the first ``n_train`` documents
     (SPEC 4.4), split by role: ``doc_bits`` ``(n_test, 4)``, ``tokens_by_role`` ``(n_test, 4)``
     and the entity's training ``count``. ``None`` when the code-length engine is not built into
-    this ``synknow`` (``synknow._core.bayes_curve``).
+    this ``synknow`` (``synknow.bayes_curve``).
 
     Compute it once per ``(corpus, n_train)`` and pass it to :func:`evaluate` as ``bayes=``.
     """
-    curve = getattr(_core, "bayes_curve", None)
-    if curve is None:
+    import synknow
+
+    curve_fn = getattr(synknow, "bayes_curve", None)
+    if curve_fn is None:  # pragma: no cover - only without the code-length engine
         return None
-    raw = curve(
-        corpus.config.to_json(), corpus.tokens, corpus.doc_offsets, n_train, n_test, [n_train],
-        threads, None,
-    )  # fmt: skip
+    curve = curve_fn(corpus, n_train, [n_train], n_test=n_test, threads=threads, progress=False)
     return {
-        "doc_bits": np.asarray(raw["doc_bits"][0], dtype=np.float64),
-        "tokens_by_role": np.asarray(raw["tokens_by_role"], dtype=np.int64),
-        "count": np.asarray(raw["entity_count"][0], dtype=np.int64),
+        "doc_bits": np.asarray(curve.doc_bits_by_role[0], dtype=np.float64),
+        "tokens_by_role": np.asarray(curve.tokens_by_role, dtype=np.int64),
+        "count": np.asarray(curve.entity_count[0], dtype=np.int64),
     }
 
 
