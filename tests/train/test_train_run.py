@@ -266,7 +266,9 @@ def test_cli_train_then_eval(corpus_dir, tmp_path, capsys):
     assert load_run(run_dir).step == 4
     assert cli.main(["eval", "--run", str(run_dir), "--max-docs", "10"]) == 0
     out = capsys.readouterr().out
-    assert "value tokens: accuracy" in out
+    assert "value tokens: accuracy" in out and "Bayes-optimal" in out
+    assert cli.main(["eval", "--run", str(run_dir), "--max-docs", "10", "--no-bayes"]) == 0
+    assert "Bayes" not in capsys.readouterr().out
     saved = json.loads((run_dir / "eval_step_00000004.json").read_text())
     assert saved["n_test_docs"] == 10 and saved["step"] == 4
     assert records(run_dir, "eval")[-1]["source"] == "synknow eval"

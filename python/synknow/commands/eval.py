@@ -22,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-docs", type=int, help="score only the first N test documents")
     parser.add_argument("--batch-size", type=int, default=64, help="documents per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--no-bayes",
+        action="store_true",
+        help="skip the Bayes-optimal reference (one pass over the training prefix)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         max_docs=args.max_docs,
         batch_size=args.batch_size,
         autocast_dtype=torch.bfloat16 if device.startswith("cuda") else None,
+        bayes=not args.no_bayes,
         progress=True,
     )
     record = {"step": loaded.step, "checkpoint": str(loaded.checkpoint), **report}
