@@ -281,29 +281,27 @@ def structure_function_plot(
     points: Sequence[Mapping[str, Any]] = (),
     title: str,
 ) -> Path:
-    """``h(C)``: data bits vs model bits (a staircase), the MDL point (minimum of model + data
-    bits) and labelled points (``x``, ``y``, ``label``, optional ``marker``), e.g. trained
-    models."""
+    """``h(C)``: data bits vs model bits (a staircase, flat beyond the largest model), the MDL
+    point (minimum of model + data bits) and labelled points (``x``, ``y``, ``label``, optional
+    ``marker`` and ``x_effective``, drawn hollow on the same row), e.g. trained models."""
     fig, ax = _figure(6.8, 4.6)
     x = np.asarray(model_bits, dtype=float)
     y = np.asarray(data_bits, dtype=float)
     ax.step(x, y, where="post", color="black", lw=1.2, label="h(C) (two-part code, SPEC 4.6)")
+    right = max([float(x.max())] + [float(p["x"]) for p in points])
+    if right > x.max():
+        ax.plot([x.max(), right * 1.5], [y.min(), y.min()], "--", color="black", lw=0.8)
     if mdl is not None:
         ax.plot([mdl[0]], [mdl[1]], "*", ms=14, color="#d62728", label="MDL point")
-        lo = min(y.min(), mdl[1])
-        total = mdl[0] + mdl[1]
-        xs = np.linspace(0, total - lo, 50)
-        ax.plot(xs, total - xs, ":", color="#d62728", alpha=0.6, label="model + data = MDL")
     markers = "osD^v<>p"
     for i, p in enumerate(points):
-        ax.plot(
-            [p["x"]],
-            [p["y"]],
-            p.get("marker", markers[i % len(markers)]),
-            ms=7,
-            color=_COLORS[(i + 2) % len(_COLORS)],
-            label=p["label"],
-        )
+        color = _COLORS[(i + 2) % len(_COLORS)]
+        marker = p.get("marker", markers[i % len(markers)])
+        ax.plot([p["x"]], [p["y"]], marker, ms=7, color=color, label=p["label"])
+        xe = p.get("x_effective")
+        if xe is not None:
+            ax.plot([xe, p["x"]], [p["y"], p["y"]], ":", color=color, lw=0.8)
+            ax.plot([xe], [p["y"]], marker, ms=7, mfc="none", color=color)
     ax.set_xscale("symlog", linthresh=max(1.0, float(np.nanmax(x)) * 1e-3))
     ax.set_xlabel("model bits C")
     ax.set_ylabel("data bits given the model")

@@ -121,6 +121,7 @@ def test_value_stats_match_a_direct_computation(corpus) -> None:
         mass = p[lo:hi].sum()
         assert s["pool_mass"][i] == pytest.approx(mass, rel=1e-6)
         q = p[lo:hi] / mass
+        assert s["pool_bits"][i] == pytest.approx(-math.log2(q[v - lo]), rel=1e-6)
         h = np.exp(layout.log_h[a])
         assert s["kl_bits"][i] == pytest.approx(np.sum(q * np.log2(q / h)), rel=1e-5, abs=1e-9)
         assert s["credit"][i] == (1.0 if np.argmax(z) == v else 0.0)

@@ -110,7 +110,16 @@ def bayes_value_stats(corpus: Any, n: int, docs: np.ndarray) -> tuple[ValueTarge
         logp = torch.from_numpy(np.log(dist))
     out = {
         k: np.zeros(len(targets))
-        for k in ("bits", "credit", "max_prob", "pool_mass", "kl_bits", "prior_bits", "chance")
+        for k in (
+            "bits",
+            "pool_bits",
+            "credit",
+            "max_prob",
+            "pool_mass",
+            "kl_bits",
+            "prior_bits",
+            "chance",
+        )
     }
     out["argmax"] = np.zeros(len(targets), dtype=np.int64)
     summarise_distribution(logp, logp, targets, np.arange(len(targets)), out)

@@ -143,7 +143,8 @@ def run(ctx: ExperimentContext) -> Section:
                 fit_objs[(alpha, "bayes")] = f
                 entry["bayes"] = f.to_dict()
         if r["model"] is not None:
-            recs = r["model"]["records"]
+            # Points during the learning-rate warm-up measure the schedule, not the data.
+            recs = [rec for rec in r["model"]["records"] if rec["step"] > s.train.warmup_steps]
             n = np.array([rec["docs_seen"] for rec in recs], dtype=float)
             y = np.array([rec["bits_per_token"] for rec in recs], dtype=float)
             f = _fit(n, y, ctx)
@@ -310,30 +311,43 @@ def run(ctx: ExperimentContext) -> Section:
         ],
         table_rows,
     )
-    model_gammas = [
-        fit_objs[(a, "model")].params["gamma"] for a in results if (a, "model") in fit_objs
-    ]
+    model_fits = [fit_objs[(a, "model")] for a in results if (a, "model") in fit_objs]
+    model_gammas = [f.params["gamma"] for f in model_fits]
     ordered = len(model_gammas) >= 2 and all(
         x > y for x, y in zip(model_gammas, model_gammas[1:], strict=False)
     )
+    # E at its lower bound: the curve is indistinguishable from a pure power law, i.e. far above
+    # its own limit.
+    at_zero = [f for f in model_fits if f.params["E"] < 1e-6]
+    notes = []
+    if model_ok:
+        notes.append(
+            f"{sum(model_ok)}/{len(model_ok)} transformer exponents are within the tolerance"
+            + ("; they decrease with alpha as predicted" if ordered else "")
+        )
+    if at_zero:
+        notes.append(
+            f"{len(at_zero)} transformer fit(s) put E at 0: the single-pass curves are still far "
+            "above their limit (the transformer is under-trained at this scale), so their "
+            "exponents describe the transient, not the asymptote"
+        )
     if not bayes_ok and not model_ok:
         verdict, why = "inconclusive", "no fits finished"
-    elif bayes_ok and all(bayes_ok) and model_ok and all(model_ok):
-        verdict, why = "agrees", "Bayes and transformer exponents are within SPEC's tolerance"
+    elif bayes_ok and all(bayes_ok) and model_ok and all(model_ok) and not at_zero:
+        verdict = "agrees"
+        why = "Bayes and transformer exponents are within SPEC 4.5's one-seed tolerance"
     elif bayes_ok and all(bayes_ok):
         verdict = "partly agrees"
         why = (
             "the exact Bayes learning curves have exponents within SPEC 4.5's one-seed "
-            "tolerance of 1 - alpha, but the transformer's do not"
-            + (" (although they decrease with alpha as predicted)" if ordered else "")
-            + ": its single-pass curve over few documents is shaped by optimisation (warm-up, "
-            "learning-rate decay, under-training) more than by the data"
+            "tolerance of 1 - alpha for every alpha; "
+            + "; ".join(notes or ["no transformer fit finished"])
         )
     else:
         verdict = "does not agree" if not any(bayes_ok) else "partly agrees"
         why = (
-            f"{sum(bayes_ok)}/{len(bayes_ok)} Bayes exponents and {sum(model_ok)}/{len(model_ok)} "
-            "transformer exponents are within SPEC 4.5's one-seed tolerance of 1 - alpha"
+            f"{sum(bayes_ok)}/{len(bayes_ok)} Bayes exponents are within SPEC 4.5's one-seed "
+            "tolerance of 1 - alpha; " + "; ".join(notes or ["no transformer fit finished"])
         )
     return Section(
         experiment="data-scaling",
@@ -346,7 +360,8 @@ def run(ctx: ExperimentContext) -> Section:
             f"{s.model.name} ({s.model.n_layer} layers, d={s.model.d_model}) trained in a single "
             f"pass over {s.n_train:,} documents (batch {s.train.batch_size} windows of "
             f"{s.train.context_length} tokens, lr {s.train.lr}), evaluated at "
-            f"{s.train.n_evals} log-spaced steps; n = documents consumed so far. Fit: "
+            f"{s.train.n_evals} log-spaced steps; n = documents consumed so far (fitted after the "
+            f"{s.train.warmup_steps}-step warm-up). Fit: "
             "`L(n) = E + A n^-gamma` (Huber on log residuals, L-BFGS from a grid, 95% "
             "residual-bootstrap intervals)."
         ),

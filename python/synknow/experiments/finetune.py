@@ -583,6 +583,15 @@ def run(ctx: ExperimentContext) -> Section:
             f"in the pre-training format: {fmt(qa_res['original_format_accuracy'])})."
         )
     check_text = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
+    if qa_res is not None and qa_res["original_format_accuracy"]:
+        final_acc = qa_res["curve"][-1]["answer_accuracy"]
+        if final_acc < 0.5 * qa_res["original_format_accuracy"]:
+            check_text += (
+                ". The format is learned, but the facts the model knows in the pre-training "
+                f"format are mostly not retrieved through it ({fmt(final_acc)} vs "
+                f"{fmt(qa_res['original_format_accuracy'])}): at this scale the knowledge is "
+                "bound to the surface form it was stored in"
+            )
     return Section(
         experiment="finetune",
         claim=CLAIM,

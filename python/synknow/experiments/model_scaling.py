@@ -151,7 +151,8 @@ def run(ctx: ExperimentContext) -> Section:
             (
                 "knowledge_vs_params.png",
                 "Facts known (chance-corrected probe accuracy x revealed pairs) and knowledge bits "
-                "(prior bits - model bits, summed over revealed pairs) vs model size.",
+                "(prior bits - the model's bits for the true value under its distribution "
+                "renormalised to the value pool, summed over revealed pairs) vs model size.",
             )
         )
 
@@ -212,7 +213,9 @@ def run(ctx: ExperimentContext) -> Section:
             f"{b.train.epochs} epochs on the first {b.n_train:,} documents of one corpus "
             f"(alpha={alpha}, beta={ctx.preset.corpus.beta}); test loss on the last "
             f"{b.n_test:,} documents; fact probes on {min(b.probe_pairs, n_pairs):,} of the "
-            f"{n_pairs:,} (entity, attribute) pairs stated in training. "
+            f"{n_pairs:,} (entity, attribute) pairs stated in training (one sentence stating the "
+            "fact; facts known = chance-corrected accuracy; knowledge bits = -log2 H_a(v) minus "
+            "the model's bits for v under its distribution renormalised to the value pool). "
             "Fit: `L(P) = E + A P^-gamma` over non-embedding parameters P (Huber on log "
             "residuals, L-BFGS from a grid, 95% residual-bootstrap intervals)."
         ),

@@ -223,7 +223,8 @@ def value_stats(
 
     ``bits`` (code length of the true value, full vocabulary), ``credit`` (1/k if the true value
     is among the k tokens tied for the maximum, else 0), ``max_prob`` (confidence), ``argmax``,
-    ``pool_mass`` (probability on the attribute's value pool), ``kl_bits`` (KL of the
+    ``pool_mass`` (probability on the attribute's value pool), ``pool_bits`` (code length of
+    the true value under the distribution renormalised to the pool), ``kl_bits`` (KL of the
     pool-renormalised distribution to ``H_a``), ``prior_bits`` (``-log2 H_a(value)``),
     ``chance`` (``1/|pool|``).
     """
@@ -233,7 +234,16 @@ def value_stats(
     n = len(targets)
     out = {
         k: np.zeros(n)
-        for k in ("bits", "credit", "max_prob", "pool_mass", "kl_bits", "prior_bits", "chance")
+        for k in (
+            "bits",
+            "pool_bits",
+            "credit",
+            "max_prob",
+            "pool_mass",
+            "kl_bits",
+            "prior_bits",
+            "chance",
+        )
     }
     out["argmax"] = np.zeros(n, dtype=np.int64)
     order = np.argsort(targets.row, kind="stable")
@@ -294,18 +304,22 @@ def summarise_distribution(
         idx = sel[m]
         out["pool_mass"][idx] = np.exp(mass_log)
         out["kl_bits"][idx] = np.maximum(kl, 0.0)
-        out["prior_bits"][idx] = -log_h[targets.value[idx] - start] / LN2
+        local = targets.value[idx] - start
+        out["prior_bits"][idx] = -log_h[local] / LN2
+        out["pool_bits"][idx] = -q_log[np.arange(len(idx)), local] / LN2
         out["chance"][idx] = 1.0 / size
 
 
 def probe_model(model: Any, probes: ValueTargets) -> dict[str, Any]:
     """Summary of fact probes: accuracy, chance-corrected facts known, and knowledge bits
-    (``sum(prior bits - model bits)``: the information about values the model holds beyond
-    ``H_a``), overall and by frequency bucket. Values are per probed pair; ``n_pairs`` says how
-    many were probed (multiply the means by the number of revealed pairs for totals)."""
+    (``prior bits - pool bits`` per pair: how much shorter the model codes the true value than
+    the prior ``H_a`` does, with its distribution renormalised to the value pool so that mass
+    leaking to non-value tokens, a syntax matter, is not charged to knowledge), overall and by
+    frequency bucket. Values are per probed pair; ``n_pairs`` says how many were probed
+    (multiply the means by the number of revealed pairs for totals)."""
     s = value_stats(model, probes)
     known = (s["credit"] - s["chance"]) / (1.0 - s["chance"])
-    gain = s["prior_bits"] - s["bits"]
+    gain = s["prior_bits"] - s["pool_bits"]
     buckets = {}
     b = probes.bucket
     for v in np.unique(b).tolist():
@@ -322,6 +336,7 @@ def probe_model(model: Any, probes: ValueTargets) -> dict[str, Any]:
         "chance": float(s["chance"].mean()),
         "known_fraction": float(known.mean()),
         "bits_gain_per_pair": float(gain.mean()),
+        "raw_bits_gain_per_pair": float((s["prior_bits"] - s["bits"]).mean()),
         "prior_bits_per_pair": float(s["prior_bits"].mean()),
         "buckets": buckets,
     }

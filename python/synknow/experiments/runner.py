@@ -306,12 +306,13 @@ _CPU_TINY = Preset(
         n_train=12000,
         n_test=400,
         model=ModelSpec("d64", 2, 4, 64),
+        # Small batches: one pass over few documents, so as many optimiser steps as possible.
         train=TrainSpec(
             epochs=1,
-            batch_size=16,
+            batch_size=4,
             lr=3e-3,
             context_length=4 * _SMALL_DOC,
-            n_evals=8,
+            n_evals=10,
             eval_docs=200,
         ),
         bayes_n_max=200_000,

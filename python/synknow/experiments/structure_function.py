@@ -28,10 +28,19 @@ CLAIM = (
 )
 
 
-def effective_capacity(model_bits: np.ndarray, data_bits: np.ndarray, y: float) -> float | None:
-    """The smallest model size C with ``h(C) <= y`` (``None`` if ``y`` is below the curve)."""
-    ok = np.flatnonzero(np.asarray(data_bits) <= y)
-    return float(np.asarray(model_bits)[ok[0]]) if len(ok) else None
+def effective_capacity(
+    model_bits: np.ndarray, data_bits: np.ndarray, y: float
+) -> tuple[float | None, str]:
+    """The smallest model size C with ``h(C) <= y`` and a status: ``"on h"``; ``"above h(0)"``
+    when even the syntax-only two-part code is shorter (C is then the syntax-only size); or
+    ``"below h"`` (``None``) when ``y`` beats every two-part code in the family."""
+    data_bits = np.asarray(data_bits)
+    ok = np.flatnonzero(data_bits <= y)
+    if not len(ok):
+        return None, "below h"
+    if y > data_bits[0]:
+        return float(np.asarray(model_bits)[0]), "above h(0)"
+    return float(np.asarray(model_bits)[ok[0]]), "on h"
 
 
 def h_at(model_bits: np.ndarray, data_bits: np.ndarray, c: float) -> float:
@@ -87,7 +96,7 @@ def run(ctx: ExperimentContext) -> Section:
             continue
         params = runs[spec.name]["params"]
         c_nom = params * settings.bits_per_param
-        c_eff = effective_capacity(model_bits, data_bits, res["train_bits"])
+        c_eff, status = effective_capacity(model_bits, data_bits, res["train_bits"])
         placed.append(
             {
                 "model": spec.name,
@@ -96,8 +105,9 @@ def run(ctx: ExperimentContext) -> Section:
                 "train_bits": res["train_bits"],
                 "train_bits_se": res["train_bits_se"],
                 "h_at_nominal": h_at(model_bits, data_bits, c_nom),
-                "effective_model_bits": c_eff,
-                "effective_bits_per_param": None if c_eff is None else c_eff / params,
+                "effective_model_bits": c_eff if status == "on h" else None,
+                "effective_bits_per_param": c_eff / params if status == "on h" else None,
+                "placement": status,
             }
         )
     _io.write_csv(ctx.path("models_on_curve.csv"), placed)
@@ -125,6 +135,7 @@ def run(ctx: ExperimentContext) -> Section:
             {
                 "x": p["nominal_model_bits"],
                 "y": p["train_bits"],
+                "x_effective": p["effective_model_bits"],
                 "label": f"{p['model']} ({p['params']:,} params x {settings.bits_per_param:g})",
             }
             for p in placed
@@ -148,7 +159,8 @@ def run(ctx: ExperimentContext) -> Section:
             "h(C): data bits of the best two-part code with at most C model bits (syntax, then "
             "entities by decreasing frequency), its MDL point, and the trained base models at "
             f"(parameters x {settings.bits_per_param:g} bits, their code length of the "
-            "training corpus).",
+            "training corpus); hollow markers on the curve: the model bits of the two-part code "
+            "that codes the data as well as each model (its effective capacity).",
         ),
         (
             "two_part_total.png",
@@ -172,7 +184,9 @@ def run(ctx: ExperimentContext) -> Section:
                 p["nominal_model_bits"],
                 f"{fmt(p['train_bits'])} +- {fmt(p['train_bits_se'])}",
                 p["h_at_nominal"],
-                p["effective_model_bits"] if p["effective_model_bits"] is not None else "below h",
+                p["effective_model_bits"]
+                if p["effective_model_bits"] is not None
+                else p["placement"],
                 p["effective_bits_per_param"],
             ]
             for p in placed
@@ -194,6 +208,11 @@ def run(ctx: ExperimentContext) -> Section:
     if placed:
         checks["no model beats h(C) at its nominal capacity"] = all(
             p["train_bits"] + 2 * p["train_bits_se"] >= p["h_at_nominal"] for p in placed
+        )
+    eff = [p["effective_model_bits"] or 0.0 for p in placed]
+    if len(placed) >= 2:
+        checks["effective model bits grow with size"] = (
+            all(a < b_ for a, b_ in zip(eff, eff[1:], strict=False)) and eff[-1] > 0
         )
     passed = sum(checks.values())
     verdict = (
