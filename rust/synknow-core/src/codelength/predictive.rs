@@ -199,7 +199,7 @@ impl<'m> Cursor<'m> {
     }
 
     /// Consumes token `x`; returns its predictive probability and its role.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn step(&mut self, state: &State, x: u32) -> Result<(f64, usize), String> {
         match self.phase {
             Phase::Sentence => self.sentence_step(state, x),
