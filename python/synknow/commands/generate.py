@@ -11,6 +11,7 @@ the entity table plus one shard, and the directory appears only when complete.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def resolve_config(
 ):  # -> SyntaxKnowledgeConfig (imported lazily to keep `synknow --help` fast)
     """The configuration a command line asks for: preset or TOML file, overrides, seed."""
     from synknow import presets
-    from synknow.config import SyntaxKnowledgeConfig
+    from synknow.config import SyntaxKnowledgeConfig, parse_override
 
     if preset is not None and config_file is not None:
         raise ValueError("give either --preset or --config, not both")
@@ -64,10 +65,17 @@ def resolve_config(
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         config = SyntaxKnowledgeConfig.from_toml(path)
+        if overrides:
+            config = config.with_overrides(overrides)
     else:
-        config = presets.by_name(preset or "bios")
-    if overrides:
-        config = config.with_overrides(overrides)
+        # Overrides go through the preset function, so that its derived defaults follow them
+        # (e.g. the procedural preset sizes its pools from n_attributes).
+        changes = dict(parse_override(o) for o in overrides)
+        known = {f.name for f in dataclasses.fields(SyntaxKnowledgeConfig)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) in --set: {', '.join(unknown)}")
+        config = presets.by_name(preset or "bios", **changes)
     if seed is not None:
         if seed < 0:
             raise ValueError(f"--seed must be >= 0, got {seed}")

@@ -43,7 +43,8 @@ def describe(corpus, *, docs: int = 3) -> list[str]:  # corpus: synknow.Corpus
         lines.append(f"documents: {corpus.n_docs} (too few for the Heaps and Zipf fits)")
     for i in range(min(docs, corpus.n_docs)):
         k = int(corpus.doc_entity[i])
-        lines.append(f"document {i} (entity {k}, seen {int(corpus.entity_counts[k])} times):")
+        c = int(corpus.entity_counts[k])
+        lines.append(f"document {i} (entity {k}, {c} document{'s' if c != 1 else ''} about it):")
         lines.append(f"  {corpus.decode(i)}")
     return lines
 
