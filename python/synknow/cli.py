@@ -22,7 +22,7 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synknow",
-        description="Syntax-Knowledge corpora, exact Bayesian code lengths and scaling experiments.",
+        description="Syntax-Knowledge corpora, exact Bayesian code lengths, scaling experiments.",
     )
     parser.add_argument("--version", action="version", version=f"synknow {synknow.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

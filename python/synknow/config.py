@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -66,14 +67,7 @@ class SyntaxKnowledgeConfig:
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
                 object.__setattr__(self, f.name, value)
-        if (
-            not isinstance(self.seed, int)
-            or isinstance(self.seed, bool)
-            or not (0 <= self.seed < 2**64)
-        ):
-            raise ValueError(
-                f"invalid config field 'seed': must be an integer in [0, 2^64), got {self.seed!r}"
-            )
+        _check_types(self)
         _core.validate_config(self.to_json())
 
     # ---- (de)serialisation ---------------------------------------------------------------
@@ -156,6 +150,69 @@ class SyntaxKnowledgeConfig:
         for n in self.name_parts:
             u *= n
         return u
+
+
+_CHOICES = {"preset": ("bios", "procedural"), "attribute_order": ("shuffled", "fixed")}
+_FLOATS = ("alpha", "beta", "template_prior")
+_INTS = ("n_attributes", "syntax_vocab", "seed")
+_INT_TUPLES = ("pool_sizes", "attribute_pool", "name_parts", "template_length")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_types(cfg: SyntaxKnowledgeConfig) -> None:
+    """Type checks that name the field; the Rust core then checks the ranges. (Without these,
+    a wrong type or a NaN would surface as a JSON/serde message that names no field.)"""
+
+    def bad(field: str, expected: str) -> ValueError:
+        return ValueError(
+            f"invalid config field '{field}': must be {expected}, got {getattr(cfg, field)!r}"
+        )
+
+    for field in _FLOATS:
+        v = getattr(cfg, field)
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool)) or not math.isfinite(v):
+            raise bad(field, "a finite number")
+    for field in _INTS:
+        v = getattr(cfg, field)
+        if not _is_int(v) or v < 0 or v >= 2**64:
+            raise bad(field, "an integer in [0, 2^64)")
+    for field in _INT_TUPLES:
+        v = getattr(cfg, field)
+        if not isinstance(v, tuple) or not all(_is_int(x) and 0 <= x < 2**32 for x in v):
+            raise bad(field, "a list of non-negative integers")
+    for field, choices in _CHOICES.items():
+        if getattr(cfg, field) not in choices:
+            raise bad(field, "one of " + ", ".join(repr(c) for c in choices))
+    tpa = cfg.templates_per_attribute
+    if not (_is_int(tpa) and 0 <= tpa < 2**32) and not (
+        isinstance(tpa, tuple) and all(_is_int(x) and 0 <= x < 2**32 for x in tpa)
+    ):
+        raise bad("templates_per_attribute", "an integer or a list of integers")
+    if cfg.attrs_per_doc is not None and not (
+        _is_int(cfg.attrs_per_doc) and cfg.attrs_per_doc >= 0
+    ):
+        raise bad("attrs_per_doc", "None or a non-negative integer")
+    if not isinstance(cfg.value_prior, str):
+        raise bad("value_prior", "'uniform' or 'zipf(s)'")
+    if cfg.theta is not None and not all(
+        isinstance(row, tuple)
+        and all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p)
+            for p in row
+        )
+        for row in cfg.theta
+    ):
+        raise bad("theta", "a list of lists of finite probabilities")
+    for field in ("templates", "attribute_names"):
+        v = getattr(cfg, field)
+        if v is None:
+            continue
+        flat = [x for row in v for x in row] if field == "templates" else list(v)
+        if not isinstance(v, tuple) or not all(isinstance(x, str) for x in flat):
+            raise bad(field, "None or (lists of) strings")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

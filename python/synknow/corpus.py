@@ -192,7 +192,8 @@ class Corpus:
         where = f", path={str(self.path)!r}" if self.path else ""
         return (
             f"Corpus(n_docs={self.n_docs}, n_tokens={self.n_tokens}, "
-            f"n_entities={self.n_entities}, alpha={self.config.alpha}, beta={self.config.beta}{where})"
+            f"n_entities={self.n_entities}, alpha={self.config.alpha}, "
+            f"beta={self.config.beta}{where})"
         )
 
 
@@ -378,6 +379,10 @@ def _with_seed(config: SyntaxKnowledgeConfig, seed: int | None) -> SyntaxKnowled
 
 
 def _check_count(name: str, value: int, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not minimum <= value < 2**63
+    ):
+        raise ValueError(f"{name} must be an integer in [{minimum}, 2^63), got {value!r}")
     return int(value)
