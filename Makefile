@@ -48,6 +48,9 @@ demo: build
 
 bench: build
 	$(PY) benches/bench_sampler.py
+	$(PY) benches/bench_codelength.py
+	$(PY) benches/bench_train.py
+	$(PY) benches/bench_kernels.py
 
 wheel: $(STAMP)
 	$(VENV)/bin/maturin build --release -o dist
