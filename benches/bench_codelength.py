@@ -8,6 +8,9 @@
    in the same run, and the speed ratio (the two agree to 1e-9 on that prefix).
 3. The Bayes learning curve (SPEC 4.4) for 10^7 training documents and 10^4 test documents,
    20 log-spaced checkpoints, on a corpus generated on disk (memory-mapped).
+4. The fitted exponent of the curve's knowledge part (name + value bits per test document,
+   ``E + A n^-gamma`` over 16 log-spaced n = 1e2..2e5) against 1 - alpha (SPEC 4.5): one seed
+   per alpha in {0.3, 0.5, 0.7}, and the mean curve of 16 seeds at alpha = 0.7.
 
 Targets (issue 3): >= 20 M tokens/s per core and >= 100x the Python reference; the learning
 curve in under a minute on the 2-core machine. The machine may be shared: the load average is
@@ -223,6 +226,44 @@ def bench_curve(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def bench_exponents(args: argparse.Namespace) -> dict[str, Any]:
+    from synknow.fit import fit_power_law
+
+    n_train = args.exponent_train
+    checkpoints = log_checkpoints(n_train, 16, 100)
+
+    def knowledge(alpha: float, seed: int, n_test: int) -> np.ndarray:
+        cfg = synknow.presets.bios(alpha=alpha, beta=10.0)
+        corpus = synknow.sample(cfg, n_train + n_test, seed=seed)
+        curve = synknow.bayes_curve(corpus, n_train, checkpoints, progress=False)
+        return curve["knowledge_bits_per_doc"]
+
+    def fit(y: np.ndarray) -> dict[str, Any]:
+        f = fit_power_law(checkpoints, y, n_boot=args.boot)
+        return {
+            "params": f.params,
+            "gamma_ci95": list(f.ci.get("gamma", (None, None))),
+        }
+
+    out: dict[str, Any] = {
+        "n_train": n_train,
+        "checkpoints": checkpoints.tolist(),
+        "beta": 10.0,
+        "single_seed": {},
+    }
+    print(f"knowledge exponent: bios beta=10, n = 100..{n_train:,} (16 points), fit E + A n^-gamma")
+    for alpha in (0.3, 0.5, 0.7):
+        r = fit(knowledge(alpha, 0, 10_000))
+        out["single_seed"][str(alpha)] = {"seed": 0, "n_test": 10_000, "target": 1 - alpha, **r}
+        print(f"  alpha={alpha}: gamma = {r['params']['gamma']:.3f} (1 - alpha = {1 - alpha:.1f})")
+    seeds = args.exponent_seeds
+    mean = np.mean([knowledge(0.7, s, 5_000) for s in range(seeds)], axis=0)
+    r = fit(mean)
+    out["mean_of_seeds"] = {"alpha": 0.7, "seeds": seeds, "n_test": 5_000, "target": 0.3, **r}
+    print(f"  alpha=0.7, mean curve of {seeds} seeds: gamma = {r['params']['gamma']:.3f} (0.3)")
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--docs", type=int, default=500_000, help="documents for the per-token run")
@@ -232,12 +273,17 @@ def main() -> int:
     p.add_argument("--curve-test", type=int, default=10_000)
     p.add_argument("--corpus-dir", default="/tmp/synknow-bench-codelength-corpus")
     p.add_argument("--no-curve", action="store_true")
+    p.add_argument("--no-exponents", action="store_true")
+    p.add_argument("--exponent-train", type=int, default=200_000)
+    p.add_argument("--exponent-seeds", type=int, default=16)
+    p.add_argument("--boot", type=int, default=200, help="bootstrap replicates of the fits")
     p.add_argument("--quick", action="store_true", help="small sizes, no result file")
     p.add_argument("--out", default=None, help="result file (default benches/results/...)")
     args = p.parse_args()
     if args.quick:
         args.docs, args.reference_docs, args.repeats = 20_000, 200, 1
         args.curve_train, args.curve_test = 50_000, 1_000
+        args.exponent_train, args.exponent_seeds, args.boot = 20_000, 2, 0
         if args.corpus_dir == p.get_default("corpus_dir"):
             args.corpus_dir = "/tmp/synknow-bench-codelength-quick"
     started = dt.datetime.now(dt.timezone.utc)
@@ -263,6 +309,8 @@ def main() -> int:
     result["per_token"] = bench_per_token(args)
     if not args.no_curve:
         result["learning_curve"] = bench_curve(args)
+    if not args.no_exponents:
+        result["knowledge_exponent"] = bench_exponents(args)
     result["machine"]["load_average_end"] = load()
     pt = result["per_token"]
     targets = {
