@@ -1,8 +1,10 @@
 """``synknow demo --out report``: the main CPU job with defaults, written up as a report.
 
-For now the demo samples a bios corpus (200,000 documents by default: a few seconds), prints its
+The demo samples a bios corpus (200,000 documents by default: a few seconds), prints its
 statistics against the PYCRP theory, saves the Heaps and Zipf figures with the theoretical lines,
-and writes ``OUT/README.md`` with the numbers and the figures embedded.
+then runs the paper's experiments E1-E6 (``synknow experiment all --preset cpu-tiny`` into
+``OUT/experiments``, a few minutes on 2 CPU cores; ``--experiments none`` skips them), and writes
+``OUT/README.md`` with the numbers and every figure embedded.
 
 The report is a list of *sections* (:data:`DEFAULT_SECTIONS`): each is a function that takes the
 shared :class:`DemoContext`, does its work, prints what it finds and returns its Markdown. Later
@@ -32,6 +34,7 @@ __all__ = [
     "Section",
     "DEFAULT_SECTIONS",
     "corpus_section",
+    "experiments_section",
 ]
 
 DEFAULT_DOCS = 200_000
@@ -47,6 +50,7 @@ class DemoContext:
     seed: int = 0
     threads: int | None = None
     echo: Callable[[str], None] = print
+    experiments: str | None = None  # preset for the experiments section; None skips it
     corpus: Corpus | None = None
     results: dict[str, Any] = field(default_factory=dict)
 
@@ -140,7 +144,57 @@ First documents:
 """
 
 
-DEFAULT_SECTIONS: tuple[Section, ...] = (corpus_section,)
+def experiments_section(ctx: DemoContext) -> str:
+    """Runs E1-E6 at ``ctx.experiments`` into ``OUT/experiments`` (finished runs of an earlier
+    demo with the same settings are reused) and embeds their report sections."""
+    import shutil
+
+    from synknow.experiments import EXPERIMENTS, get_preset, run_experiments
+    from synknow.experiments.report import read_section
+    from synknow.experiments.runner import prepare_output
+
+    if ctx.experiments is None:
+        return ""
+    preset = get_preset(ctx.experiments)
+    out = ctx.out / "experiments"
+    if out.exists():
+        try:
+            prepare_output(out, preset, resume=True)
+        except ValueError as e:  # another preset or changed settings: start afresh
+            ctx.echo(f"experiments: {e}; starting afresh")
+            shutil.rmtree(out)
+    ctx.echo(f"experiments E1-E6 at preset {preset.name} into {out} (progress below)")
+    summary = run_experiments(list(EXPERIMENTS), preset, out, resume=True, progress=True)
+    ctx.results["experiments"] = summary
+    for name in summary.experiments:
+        ctx.echo(f"  {name}: {summary.seconds[name]:.0f} s")
+    for f in summary.failures:
+        ctx.echo(f"  failed: {f}")
+    sections = [(name, read_section(out / name)) for name in EXPERIMENTS]
+    rows = "\n".join(
+        f"| {s.title} | {s.verdict} | {s.headline} |" for _, s in sections if s is not None
+    )
+    body = "\n".join(
+        s.to_markdown(prefix=f"experiments/{name}/") for name, s in sections if s is not None
+    )
+    body = body.replace("\n## ", "\n### ").replace("## ", "### ", 1)
+    total = sum(summary.seconds.values())
+    return f"""## Experiments E1-E6 (preset {preset.name})
+
+`synknow experiment all --preset {preset.name} --out {out}` ({total:.0f} s): the paper's claims
+checked against the exact Bayes predictor and the theory of SPEC 4.5 at this scale. Raw metrics,
+fits with bootstrap intervals and the figures are in [`experiments/`](experiments/README.md);
+docs/experiments.md explains every measurement.
+
+| experiment | verdict | headline |
+|---|---|---|
+{rows}
+
+{body}
+"""
+
+
+DEFAULT_SECTIONS: tuple[Section, ...] = (corpus_section, experiments_section)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -161,10 +215,14 @@ def run_demo(
     docs: int = DEFAULT_DOCS,
     seed: int = 0,
     threads: int | None = None,
+    experiments: str | None = None,
     sections: Sequence[Section] = DEFAULT_SECTIONS,
     echo: Callable[[str], None] = print,
 ) -> Path:
-    """Runs the demo sections into ``out`` and writes ``out/README.md``; returns its path."""
+    """Runs the demo sections into ``out`` and writes ``out/README.md``; returns its path.
+
+    ``experiments`` names the experiment preset of the experiments section (the command line's
+    default is ``cpu-tiny``); ``None`` skips it."""
     import synknow
 
     if docs < 2:
@@ -175,9 +233,15 @@ def run_demo(
         raise ValueError(f"threads must be >= 1, got {threads}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = DemoContext(out=out, docs=docs, seed=seed, threads=threads, echo=echo)
+    if experiments is not None:
+        from synknow.experiments import get_preset
+
+        get_preset(experiments)  # unknown names fail before any work
+    ctx = DemoContext(
+        out=out, docs=docs, seed=seed, threads=threads, echo=echo, experiments=experiments
+    )
     t0 = time.perf_counter()
-    parts = [section(ctx) for section in sections]
+    parts = [part for part in (section(ctx) for section in sections) if part]
     seconds = time.perf_counter() - t0
     header = f"""# synknow demo report
 
@@ -204,9 +268,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="master seed (0)")
     p.add_argument("--threads", type=int, default=None, help="sampler threads (default: all)")
+    p.add_argument(
+        "--experiments",
+        default="cpu-tiny",
+        metavar="PRESET",
+        help="preset of the experiments E1-E6 (cpu-tiny), or 'none' to skip them",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    run_demo(args.out, docs=args.docs, seed=args.seed, threads=args.threads)
+    experiments = None if args.experiments == "none" else args.experiments
+    run_demo(
+        args.out, docs=args.docs, seed=args.seed, threads=args.threads, experiments=experiments
+    )
+    if experiments is not None:
+        import json
+
+        manifest = json.loads((Path(args.out) / "experiments" / "manifest.json").read_text())
+        if any(e["failures"] for e in manifest["experiments"].values()):
+            return 1  # the failures are in the report and were printed
     return 0

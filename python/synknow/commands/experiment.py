@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="output directory (default: experiments-<preset>); must not exist unless --resume",
+        help="output directory (default: runs/experiments-PRESET); must not exist unless --resume",
     )
     p.add_argument(
         "--resume",
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     names = resolve_experiments(args.name)
     preset = get_preset(args.preset)
-    out = args.out or f"experiments-{preset.name}"
+    out = args.out or f"runs/experiments-{preset.name}"
     summary = run_experiments(names, preset, out, resume=args.resume, progress=not args.quiet)
     print(f"report: {summary.report}")
     for name in summary.experiments:
