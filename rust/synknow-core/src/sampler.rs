@@ -455,11 +455,29 @@ impl<'a, T: TokenWord, const W: usize> Renderer<'a, T, W> {
         }
     }
 
-    /// Renders documents into `toks`/`rols`, which must be exactly their total length. Writes
+    /// Renders documents into `toks`/`rols`, which must be exactly their total length (see
+    /// [`Renderer::render_names`]).
+    fn render(
+        &self,
+        src: RenderSource<'_>,
+        toks: &mut [MaybeUninit<T>],
+        rols: &mut [MaybeUninit<u8>],
+    ) {
+        // Name patches of a known length compile to a few fixed stores instead of a loop.
+        match self.grammar.n_name_parts() {
+            1 => self.render_names::<1>(src, toks, rols),
+            2 => self.render_names::<2>(src, toks, rols),
+            3 => self.render_names::<3>(src, toks, rols),
+            4 => self.render_names::<4>(src, toks, rols),
+            _ => self.render_names::<0>(src, toks, rols),
+        }
+    }
+
+    /// [`Renderer::render`] for `J` name parts (`J = 0`: any number, known at run time). Writes
     /// every element: position `p` is last written by the sentence (or BOS/EOS) that owns it,
     /// because every write starts at or after the current position.
     #[inline(never)]
-    fn render(
+    fn render_names<const J: usize>(
         &self,
         src: RenderSource<'_>,
         toks: &mut [MaybeUninit<T>],
@@ -475,9 +493,11 @@ impl<'a, T: TokenWord, const W: usize> Renderer<'a, T, W> {
         let m = self.m;
         let a_count = self.attribute_span.len();
         let j_count = self.grammar.n_name_parts();
+        debug_assert!(J == 0 || J == j_count);
         let cap = toks.len();
         assert_eq!(cap, rols.len());
         let mut pos = 0usize;
+        let mut name_block = [MaybeUninit::new(T::default()); J];
         for ((&k, row_a), row_t) in doc_entity
             .iter()
             .zip(attrs.chunks_exact(m))
@@ -486,6 +506,9 @@ impl<'a, T: TokenWord, const W: usize> Renderer<'a, T, W> {
             let k = k as usize;
             let name = &names[k * j_count..(k + 1) * j_count];
             let vals = &values[k * a_count..(k + 1) * a_count];
+            for (o, &x) in name_block.iter_mut().zip(name) {
+                *o = MaybeUninit::new(T::from_u32(x));
+            }
             toks[pos] = MaybeUninit::new(T::from_u32(BOS));
             rols[pos] = MaybeUninit::new(0);
             pos += 1;
@@ -511,8 +534,14 @@ impl<'a, T: TokenWord, const W: usize> Renderer<'a, T, W> {
                 }
                 let out = &mut toks[pos..pos + len];
                 let name_at = e.name_at as usize;
-                for (o, &x) in out[name_at..name_at + j_count].iter_mut().zip(name) {
-                    *o = MaybeUninit::new(T::from_u32(x));
+                if J > 0 {
+                    let dst: &mut [MaybeUninit<T>; J] =
+                        (&mut out[name_at..name_at + J]).try_into().expect("name");
+                    *dst = name_block;
+                } else {
+                    for (o, &x) in out[name_at..name_at + j_count].iter_mut().zip(name) {
+                        *o = MaybeUninit::new(T::from_u32(x));
+                    }
                 }
                 out[e.value_at as usize] = MaybeUninit::new(T::from_u32(vals[a]));
                 pos += len;
@@ -735,7 +764,8 @@ impl Crp<'_> {
     }
 }
 
-/// The CRP runs in this many pieces per batch: piece `p + 1` is drawn while piece `p` renders.
+/// With several threads, the CRP runs in this many pieces per batch: piece `p + 1` is drawn while
+/// piece `p` renders.
 const PIECES: usize = 8;
 
 impl Sampler {
@@ -840,7 +870,14 @@ impl Sampler {
         let mut doc_offsets = try_filled(n + 1, 0u64, "the document offsets")?;
         let mut doc_entity: Vec<u32> = try_with_capacity(n, "the document entities")?;
         let n_chunks = n.div_ceil(CHUNK_DOCS);
-        let chunks_per_piece = n_chunks.div_ceil(PIECES).max(1);
+        // With one thread there is nothing to overlap: one piece keeps the CRP's tables in cache.
+        let pieces_wanted =
+            if Self::with_pool(&mut self.pool, threads, rayon::current_num_threads)? > 1 {
+                PIECES
+            } else {
+                1
+            };
+        let chunks_per_piece = n_chunks.div_ceil(pieces_wanted).max(1);
         let piece_docs = chunks_per_piece * CHUNK_DOCS;
         let pieces: Vec<usize> = (0..n)
             .step_by(piece_docs)
