@@ -17,6 +17,7 @@ CONFIGS = {
         seed=6, attrs_per_doc=3, attribute_order="fixed", value_prior="zipf(1.3)"
     ),
     "procedural": synknow.presets.procedural(seed=7, templates_per_attribute=40),
+    "bios-five-name-parts": synknow.presets.bios(seed=10, name_parts=(20, 20, 20, 20, 200)),
     "procedural-u32": synknow.presets.procedural(
         seed=8, n_attributes=2, name_parts=(40_000, 30_000), templates_per_attribute=5
     ),

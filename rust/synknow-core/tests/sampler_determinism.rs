@@ -68,6 +68,15 @@ fn configs() -> Vec<(&'static str, Config)> {
             },
         ),
         (
+            // Five name parts: the name patch of any length.
+            "five name parts",
+            Config {
+                seed: 8,
+                name_parts: vec![20, 20, 20, 20, 200],
+                ..Config::default()
+            },
+        ),
+        (
             // A vocabulary beyond u16.
             "u32 tokens",
             Config {
