@@ -159,3 +159,15 @@ def test_preset_corpora_have_enough_names(name: str) -> None:
         cfg = p.corpus.config(alpha, 1)
         expected = synknow.theory.expected_entities(n, alpha, cfg.beta)
         assert np.prod(cfg.name_parts) >= 100 * expected, (alpha, expected)
+
+
+def test_outputs_are_world_readable(tmp_path: Path) -> None:
+    a = _io.write_text(tmp_path / "a.txt", "x")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    b = _io.save_figure(plt.figure(), tmp_path / "b.png")
+    for p in (a, b):
+        assert p.stat().st_mode & 0o777 == 0o644

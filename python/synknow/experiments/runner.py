@@ -647,11 +647,11 @@ def run_experiments(
         resolve_experiments(name)
     ordered = [n for n in EXPERIMENTS if n in set(names)]
     out = Path(out)
-    manifest = prepare_output(out, preset, resume=resume)
     if preset.threads:
         import torch
 
-        torch.set_num_threads(preset.threads)
+        torch.set_num_threads(preset.threads)  # before the manifest records it
+    manifest = prepare_output(out, preset, resume=resume)
     failures: list[RunFailure] = []
     cache: dict[str, Any] = {}
     seconds: dict[str, float] = {}
