@@ -129,7 +129,10 @@ def test_inspect_errors(tmp_path: Path, capsys) -> None:
 
 def test_demo_writes_report_with_figures(tmp_path: Path, capsys) -> None:
     out = tmp_path / "report"
-    assert main(["demo", "--out", str(out), "--docs", "5000", "--seed", "2", "--experiments", "none"]) == 0
+    assert (
+        main(["demo", "--out", str(out), "--docs", "5000", "--seed", "2", "--experiments", "none"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Heaps exponent" in printed and "report:" in printed
     readme = (out / "README.md").read_text()
