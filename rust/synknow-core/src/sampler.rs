@@ -20,6 +20,7 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -757,6 +758,18 @@ impl Crp<'_> {
         Ok(())
     }
 
+    /// Draws up to `n` documents, stopping early (at a multiple of 256 documents) once `stop`
+    /// is set; returns the number drawn. The draws do not depend on where it stops.
+    fn draw_until(&mut self, n: usize, stop: &AtomicBool) -> Result<usize, CorpusError> {
+        let mut done = 0;
+        while done < n && !stop.load(Ordering::Relaxed) {
+            let step = (n - done).min(256);
+            self.draw(step)?;
+            done += step;
+        }
+        Ok(done)
+    }
+
     /// Appends the entities created since the last flush to the table.
     fn flush(&mut self, names: &mut Vec<u32>, values: &mut Vec<u32>) {
         names.append(&mut self.new_names);
@@ -764,8 +777,8 @@ impl Crp<'_> {
     }
 }
 
-/// With several threads, the CRP runs in this many pieces per batch: piece `p + 1` is drawn while
-/// piece `p` renders.
+/// What the CRP has not drawn while the records were made is drawn in pieces of about
+/// `1/PIECES` of the batch, each beside the render of the documents already drawn.
 const PIECES: usize = 8;
 
 impl Sampler {
@@ -870,19 +883,6 @@ impl Sampler {
         let mut doc_offsets = try_filled(n + 1, 0u64, "the document offsets")?;
         let mut doc_entity: Vec<u32> = try_with_capacity(n, "the document entities")?;
         let n_chunks = n.div_ceil(CHUNK_DOCS);
-        // With one thread there is nothing to overlap: one piece keeps the CRP's tables in cache.
-        let pieces_wanted =
-            if Self::with_pool(&mut self.pool, threads, rayon::current_num_threads)? > 1 {
-                PIECES
-            } else {
-                1
-            };
-        let chunks_per_piece = n_chunks.div_ceil(pieces_wanted).max(1);
-        let piece_docs = chunks_per_piece * CHUNK_DOCS;
-        let pieces: Vec<usize> = (0..n)
-            .step_by(piece_docs)
-            .map(|lo| (lo + piece_docs).min(n) - lo)
-            .collect();
 
         let Sampler {
             grammar,
@@ -922,16 +922,17 @@ impl Sampler {
             pool,
             threads,
             || -> Result<(Vec<T>, Vec<u8>), CorpusError> {
-                // Stage 2 for the whole batch beside stage 1 for the first piece.
-                let first_piece = pieces.first().copied().unwrap_or(0);
+                // Stage 2 for the whole batch beside stage 1, which draws until the records are
+                // done (all of it with one thread: the join runs the CRP first).
+                let records_done = AtomicBool::new(false);
                 let sa_out = &mut sentence_attribute.spare_capacity_mut()[..cells];
                 let st_out = &mut sentence_template.spare_capacity_mut()[..cells];
                 let ends = &mut doc_offsets[1..];
                 let ((drawn, crp_time), (chunk_totals, records_time)) = rayon::join(
-                    || timed(|| crp.draw(first_piece)),
+                    || timed(|| crp.draw_until(n, &records_done)),
                     || {
                         timed(|| -> Vec<u64> {
-                            sa_out
+                            let totals = sa_out
                                 .par_chunks_mut(CHUNK_DOCS * m)
                                 .zip(st_out.par_chunks_mut(CHUNK_DOCS * m))
                                 .zip(ends.par_chunks_mut(CHUNK_DOCS))
@@ -939,11 +940,13 @@ impl Sampler {
                                 .map(|(c, ((attrs, temps), e))| {
                                     law.records((first + c * CHUNK_DOCS) as u64, attrs, temps, e)
                                 })
-                                .collect()
+                                .collect();
+                            records_done.store(true, Ordering::Relaxed);
+                            totals
                         })
                     },
                 );
-                drawn?;
+                let mut done = drawn?;
                 times.crp += crp_time;
                 times.records = records_time;
                 // SAFETY: `records` wrote every element of both spans (`cells` each).
@@ -952,7 +955,7 @@ impl Sampler {
                     sentence_template.set_len(cells);
                 }
                 crp.flush(names, values);
-                doc_entity.extend_from_slice(&crp.z[first..first + first_piece]);
+                doc_entity.extend_from_slice(&crp.z[first..first + done]);
 
                 // Stage 3 into uninitialised output, chunk by chunk into disjoint spans.
                 let t_alloc = Instant::now();
@@ -990,12 +993,18 @@ impl Sampler {
                 }
                 times.render += t_alloc.elapsed();
 
-                // Piece p renders while the CRP draws piece p + 1.
+                // The chunks whose entities are drawn render while the CRP draws the next piece.
+                let piece = n.div_ceil(PIECES).div_ceil(CHUNK_DOCS).max(1) * CHUNK_DOCS;
                 let mut work = work.into_iter();
-                let mut done = first_piece;
-                for (p, &len) in pieces.iter().enumerate() {
-                    let piece_work: Vec<_> = work.by_ref().take(len.div_ceil(CHUNK_DOCS)).collect();
-                    let next = pieces.get(p + 1).copied().unwrap_or(0);
+                let mut rendered = 0;
+                while rendered < n_chunks {
+                    let ready = if done == n {
+                        n_chunks
+                    } else {
+                        done / CHUNK_DOCS
+                    };
+                    let piece_work: Vec<_> = work.by_ref().take(ready - rendered).collect();
+                    let next = piece.min(n - done);
                     let src = RenderSource {
                         attrs: &sentence_attribute,
                         temps: &sentence_template,
@@ -1013,6 +1022,7 @@ impl Sampler {
                     crp.flush(names, values);
                     doc_entity.extend_from_slice(&crp.z[first + done..first + done + next]);
                     done += next;
+                    rendered = ready;
                 }
                 debug_assert_eq!(done, n);
                 // SAFETY: the spans handed to the render stage partition `0..total`, and each span
