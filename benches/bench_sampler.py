@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import synknow
 from synknow import _core
 
@@ -170,7 +169,10 @@ class NumpyGenerator:
         self.chunk = chunk
         rng = np.random.default_rng(config.seed)
         self.names = np.stack(
-            [s + rng.integers(0, n, n_entities) for s, n in zip(g["name_start"], g["name_size"])],
+            [
+                s + rng.integers(0, n, n_entities)
+                for s, n in zip(g["name_start"], g["name_size"], strict=True)
+            ],
             axis=1,
         ).astype(np.uint16)
         self.values = np.stack(
@@ -233,6 +235,9 @@ class NumpyGenerator:
                 if scaled[k] < 1.0:
                     large.pop()
                     small.append(k)
+        self.prob_flat, self.alias_flat = self.prob.ravel(), self.alias.ravel()
+        self.name_cols = [np.ascontiguousarray(self.names[:, j]) for j in range(self.j)]
+        self.values_flat = self.values.ravel()
         self.n_entities = n_entities
 
     def generate(self, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -243,10 +248,11 @@ class NumpyGenerator:
         ent = rng.integers(0, self.n_entities, n)
         sa = self.orders[rng.integers(0, len(self.orders), n)]
         # Templates by the alias method: column from the integer part, coin from the fraction.
-        x = rng.random((n, m)) * self.n_cols[sa]
+        x = rng.random((n, m)) * np.take(self.n_cols, sa)
         col = x.astype(np.int64)
-        keep = (x - col) < self.prob[sa, col]
-        st = np.where(keep, col, self.alias[sa, col])
+        cell = sa * self.n_templates + col
+        keep = (x - col) < np.take(self.prob_flat, cell)
+        st = np.where(keep, col, np.take(self.alias_flat, cell))
         segments = np.empty((n, seg), dtype=np.int64)
         segments[:, 0], segments[:, -1] = self.bos, self.eos
         segments[:, 1:-1] = self.first[sa] + st
@@ -274,10 +280,11 @@ class NumpyGenerator:
             sent = segments[lo:hi, 1:-1].ravel()
             sent_start = starts[lo:hi, 1:-1].ravel() - t0
             ent_s = np.repeat(ent[lo:hi], m)
-            name_pos = sent_start + self.name_at[sent]
+            name_pos = sent_start + np.take(self.name_at, sent)
             for j in range(self.j):
-                out[name_pos + j] = self.names[ent_s, j]
-            out[sent_start + self.value_at[sent]] = self.values[ent_s, sa[lo:hi].ravel()]
+                out[name_pos + j] = np.take(self.name_cols[j], ent_s)
+            value_cell = ent_s * self.a + sa[lo:hi].ravel()
+            out[sent_start + np.take(self.value_at, sent)] = np.take(self.values_flat, value_cell)
         return {
             "tokens": tokens,
             "roles": roles,
@@ -313,15 +320,24 @@ def check_numpy_generator(gen: NumpyGenerator, config: synknow.SyntaxKnowledgeCo
 
 
 STREAM_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 import synknow
+
+def peak_rss_kb():
+    # VmHWM: this process's peak resident set. (ru_maxrss would also count the parent's pages
+    # the child held between fork and exec.)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 cfg = synknow.presets.bios(name_parts=(1000, 1000, 1000), seed=1)
-base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+synknow.sample(cfg, 10)  # load everything the generation needs before the baseline
+base_rss = peak_rss_kb()
 t0 = time.perf_counter()
 synknow.generate(cfg, int(sys.argv[1]), sys.argv[2], shard_docs=int(sys.argv[3]), progress=False)
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_rss_kb()
 m = json.load(open(sys.argv[2] + "/manifest.json"))
 print(json.dumps({"seconds": seconds, "peak_rss_kb": peak, "rss_before_kb": base_rss,
                   "n_tokens": m["n_tokens"], "n_entities": m["n_entities"], "n_docs": m["n_docs"]}))
@@ -441,9 +457,8 @@ def main() -> int:
     info = machine()
     threads_all = os.cpu_count() or 1
     cfg = synknow.presets.bios(seed=1)
-    print(
-        f"synknow {info['synknow']} on {info['cpu']} ({info['cpus']} CPUs), load {info['load_average_at_start']}"
-    )
+    load = info["load_average_at_start"]
+    print(f"synknow {info['synknow']} on {info['cpu']} ({info['cpus']} CPUs), load {load}")
     corpus = synknow.sample(cfg, args.docs)
     tokens = corpus.n_tokens
     print(
@@ -538,10 +553,12 @@ def main() -> int:
     for k, v in ratios.items():
         print(f"  {k}: {v:.2f}")
     for s in results.get("stream", []):
+        gb, mb = s["disk_bytes"] / 1e9, s["predicted_bound_bytes"] / 1e6
         print(
-            f"stream {s['n_tokens']:,} tokens ({s['disk_bytes'] / 1e9:.2f} GB), shard {s['shard_docs']:,} docs: "
-            f"{s['seconds']:.1f} s ({s['mtok_s']:,.0f} M tok/s), peak RSS {s['peak_rss_kb'] / 1e3:,.0f} MB "
-            f"(interpreter before: {s['rss_before_kb'] / 1e3:,.0f} MB; bound: {s['predicted_bound_bytes'] / 1e6:,.0f} MB)"
+            f"stream {s['n_tokens']:,} tokens ({gb:.2f} GB), shard {s['shard_docs']:,} docs: "
+            f"{s['seconds']:.1f} s ({s['mtok_s']:,.0f} M tok/s), peak RSS "
+            f"{s['peak_rss_kb'] / 1e3:,.0f} MB (before: {s['rss_before_kb'] / 1e3:,.0f} MB; "
+            f"bound: {mb:,.0f} MB + before)"
         )
     if results.get("rust_stages"):
         print("rust stages:", json.dumps(results["rust_stages"]))
