@@ -377,6 +377,25 @@ def stream_run(n_docs: int, shard_docs: int, tokens_per_doc: float) -> dict[str,
     return r
 
 
+def disk_write_baseline(n_bytes: int) -> dict[str, float]:
+    """Writes ``n_bytes`` of zeros in 64 MB blocks to one file and fsyncs it: the disk's limit
+    for a streamed corpus of that size."""
+    block = np.zeros(64 << 20, dtype=np.uint8)
+    where = REPO / "target" if (REPO / "target").is_dir() else None
+    with tempfile.TemporaryDirectory(dir=where) as d:
+        path = Path(d) / "blob"
+        t0 = time.perf_counter()
+        with open(path, "wb") as f:
+            left = n_bytes
+            while left > 0:
+                f.write(memoryview(block)[: min(left, len(block))])
+                left -= len(block)
+            f.flush()
+            os.fsync(f.fileno())
+        seconds = time.perf_counter() - t0
+    return {"bytes": n_bytes, "seconds": seconds, "mb_s": n_bytes / seconds / 1e6}
+
+
 # ------------------------------------------------------------------------------------------------
 # Rust stage profile
 
@@ -489,13 +508,13 @@ def main() -> int:
 
     corpus = synknow.sample(cfg, args.docs)
     results["memcpy"] = memcpy_baseline(corpus, args.repeats)
-    gen = NumpyGenerator(cfg, corpus.n_entities, chunk=16384)
+    gen = NumpyGenerator(cfg, corpus.n_entities, chunk=2048)
     check_numpy_generator(gen, cfg)
     np_out = gen.generate(args.docs, seed=2)
     np_tokens = len(np_out["tokens"])
     del np_out, corpus
     results["numpy_baseline"] = {
-        "model": "entities uniform over a fixed table (no PYCRP), chunks of 16384 documents",
+        "model": "entities uniform over a fixed table (no PYCRP), chunks of 2048 documents",
         "n_tokens": np_tokens,
         **summary(
             timed_runs(lambda: gen.generate(args.docs, seed=2), max(3, args.repeats // 3)),
@@ -519,6 +538,7 @@ def main() -> int:
         tpd = tokens / args.docs
         n_stream = int(args.stream_tokens / tpd)
         results["stream"] = [stream_run(n_stream, shard, tpd) for shard in (1_000_000, 100_000)]
+        results["disk_write"] = disk_write_baseline(results["stream"][0]["disk_bytes"])
     if not args.no_cargo:
         results["rust_stages"] = cargo_stages()
 
@@ -559,6 +579,12 @@ def main() -> int:
             f"{s['seconds']:.1f} s ({s['mtok_s']:,.0f} M tok/s), peak RSS "
             f"{s['peak_rss_kb'] / 1e3:,.0f} MB (before: {s['rss_before_kb'] / 1e3:,.0f} MB; "
             f"bound: {mb:,.0f} MB + before)"
+        )
+    if "disk_write" in results:
+        d = results["disk_write"]
+        print(
+            f"disk: {d['bytes'] / 1e9:.2f} GB written and fsynced in {d['seconds']:.1f} s "
+            f"({d['mb_s']:,.0f} MB/s)"
         )
     if results.get("rust_stages"):
         print("rust stages:", json.dumps(results["rust_stages"]))

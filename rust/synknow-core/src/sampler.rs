@@ -836,7 +836,11 @@ impl Sampler {
             crp_rng: Rng::keyed(config.seed, stream::CRP, 0),
             z: Vec::new(),
             entities: Entities::default(),
-            used_names: NameSet::default(),
+            // Room for the expected number of entities (capped), so the set rarely regrows.
+            used_names: NameSet::with_capacity_and_hasher(
+                (1.25 * expected).min(4e6) as usize,
+                Default::default(),
+            ),
             name_space: u as u64,
             pool: None,
             times: StageTimes::default(),
