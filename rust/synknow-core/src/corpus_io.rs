@@ -248,25 +248,7 @@ pub fn write_arrays(
     let n_tokens = get_len("tokens").unwrap_or(0);
     let n_entities = get_len("entity_counts").unwrap_or(0);
     for a in arrays {
-        let item = dtype_size(a.dtype)?;
-        let expected: u64 = a.shape.iter().product::<u64>() * item;
-        if expected != a.bytes.len() as u64 {
-            return Err(CorpusError::Argument(format!(
-                "array '{}': shape {:?} of {} needs {expected} bytes, got {}",
-                a.name,
-                a.shape,
-                a.dtype,
-                a.bytes.len()
-            )));
-        }
-        let mut w = NpyWriter::create(
-            staging.tmp.join(format!("{}.npy", a.name)),
-            a.dtype,
-            a.shape[1..].to_vec(),
-            item,
-        )?;
-        w.append(a.bytes)?;
-        let (name, entry) = w.finish()?;
+        let (name, entry) = write_whole_array(&staging.tmp, a)?;
         entries.insert(name, entry);
     }
     write_json(
@@ -292,6 +274,51 @@ fn dtype_size(dtype: &str) -> Result<u64, CorpusError> {
         "<u8" | "<f8" | "<i8" => 8,
         d => return Err(CorpusError::Argument(format!("unsupported dtype {d}"))),
     })
+}
+
+/// Writes one complete array as `<dir>/<name>.npy`; returns its manifest entry.
+fn write_whole_array(dir: &Path, a: &ArrayData) -> Result<(String, Value), CorpusError> {
+    let item = dtype_size(a.dtype)?;
+    let expected: u64 = a.shape.iter().product::<u64>() * item;
+    if expected != a.bytes.len() as u64 {
+        return Err(CorpusError::Argument(format!(
+            "array '{}': shape {:?} of {} needs {expected} bytes, got {}",
+            a.name,
+            a.shape,
+            a.dtype,
+            a.bytes.len()
+        )));
+    }
+    let path = dir.join(format!("{}.npy", a.name));
+    let mut w = NpyWriter::create(path, a.dtype, a.shape[1..].to_vec(), item)?;
+    w.append(a.bytes)?;
+    w.finish()
+}
+
+/// The syntax parameters (flattened, with offsets) and the entity table, as arrays to write.
+fn latent_arrays<'a>(
+    theta: &'a [f64],
+    theta_offsets: &'a [u64],
+    e: &'a Entities,
+    j: u64,
+    a: u64,
+) -> Vec<ArrayData<'a>> {
+    let mut arrays = vec![
+        ArrayData {
+            name: "theta",
+            dtype: "<f8",
+            shape: vec![theta.len() as u64],
+            bytes: as_bytes(theta),
+        },
+        ArrayData {
+            name: "theta_offsets",
+            dtype: "<u8",
+            shape: vec![theta_offsets.len() as u64],
+            bytes: as_bytes(theta_offsets),
+        },
+    ];
+    arrays.extend(entity_arrays(e, j, a));
+    arrays
 }
 
 fn entity_arrays<'a>(e: &'a Entities, j: u64, a: u64) -> Vec<ArrayData<'a>> {
@@ -386,20 +413,10 @@ pub fn save_corpus(dir: &Path, corpus: &Corpus, overwrite: bool) -> Result<(), C
             shape: vec![n, m],
             bytes: as_bytes(&corpus.sentence_template),
         },
-        ArrayData {
-            name: "theta",
-            dtype: "<f8",
-            shape: vec![theta.len() as u64],
-            bytes: as_bytes(&theta),
-        },
-        ArrayData {
-            name: "theta_offsets",
-            dtype: "<u8",
-            shape: vec![theta_offsets.len() as u64],
-            bytes: as_bytes(&theta_offsets),
-        },
     ];
-    arrays.extend(entity_arrays(
+    arrays.extend(latent_arrays(
+        &theta,
+        &theta_offsets,
         &corpus.entities,
         c.name_parts.len() as u64,
         c.n_attributes as u64,
@@ -501,35 +518,15 @@ fn stream_with<T: TokenWord>(
     }
     let g = &sampler.grammar;
     let (theta, theta_offsets) = flatten_theta(&sampler.theta);
-    let mut rest = vec![
-        ArrayData {
-            name: "theta",
-            dtype: "<f8",
-            shape: vec![theta.len() as u64],
-            bytes: as_bytes(&theta),
-        },
-        ArrayData {
-            name: "theta_offsets",
-            dtype: "<u8",
-            shape: vec![theta_offsets.len() as u64],
-            bytes: as_bytes(&theta_offsets),
-        },
-    ];
-    rest.extend(entity_arrays(
+    let rest = latent_arrays(
+        &theta,
+        &theta_offsets,
         &sampler.entities,
         g.n_name_parts() as u64,
         g.n_attributes() as u64,
-    ));
+    );
     for a in &rest {
-        let item = dtype_size(a.dtype)?;
-        let mut w = NpyWriter::create(
-            t.join(format!("{}.npy", a.name)),
-            a.dtype,
-            a.shape[1..].to_vec(),
-            item,
-        )?;
-        w.append(a.bytes)?;
-        let (name, entry) = w.finish()?;
+        let (name, entry) = write_whole_array(t, a)?;
         entries.insert(name, entry);
     }
     write_json(&t.join("vocab.json"), &json!(g.vocab_strings()))?;
