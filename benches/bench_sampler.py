@@ -14,8 +14,9 @@ attribute and template ids, per-document offsets and entities, the entity table)
   rendering, outputs), in chunks of documents: a strong baseline;
 * ``reference``: the pure-Python reference sampler of the tests (small n);
 * ``stream``: ``synknow.generate`` of ~1e9 tokens to disk in a subprocess, with its wall time,
-  throughput and peak RSS against the predicted bound (entity table + CRP entity ids + one
-  shard), for two shard sizes;
+  throughput and peak RSS (VmHWM) against the predicted bound (entity table + CRP entity ids +
+  one shard), for two shard sizes; and ``disk_write``: the same number of bytes written and
+  fsynced as one plain file (the disk's limit for streaming);
 * ``stages``: the Rust stage times (PYCRP pass, records, render) from the criterion bench's
   profile run, when ``cargo`` is available.
 
