@@ -538,8 +538,18 @@ def main() -> int:
     if args.stream_tokens > 0:
         tpd = tokens / args.docs
         n_stream = int(args.stream_tokens / tpd)
-        results["stream"] = [stream_run(n_stream, shard, tpd) for shard in (1_000_000, 100_000)]
-        results["disk_write"] = disk_write_baseline(results["stream"][0]["disk_bytes"])
+        # Best of two runs each: the first write of a few GB is often slowed down by the
+        # writeback of earlier activity, whichever run comes first.
+        results["stream"] = []
+        for shard in (1_000_000, 100_000):
+            runs = [stream_run(n_stream, shard, tpd) for _ in range(2)]
+            best = min(runs, key=lambda r: r["seconds"])
+            best["all_seconds"] = [r["seconds"] for r in runs]
+            results["stream"].append(best)
+        n_bytes = results["stream"][0]["disk_bytes"]
+        disk = [disk_write_baseline(n_bytes) for _ in range(2)]
+        results["disk_write"] = min(disk, key=lambda r: r["seconds"])
+        results["disk_write"]["all_seconds"] = [r["seconds"] for r in disk]
     if not args.no_cargo:
         results["rust_stages"] = cargo_stages()
 
@@ -577,7 +587,7 @@ def main() -> int:
         gb, mb = s["disk_bytes"] / 1e9, s["predicted_bound_bytes"] / 1e6
         print(
             f"stream {s['n_tokens']:,} tokens ({gb:.2f} GB), shard {s['shard_docs']:,} docs: "
-            f"{s['seconds']:.1f} s ({s['mtok_s']:,.0f} M tok/s), peak RSS "
+            f"{s['seconds']:.1f} s ({s['mtok_s']:,.0f} M tok/s, best of 2), peak RSS "
             f"{s['peak_rss_kb'] / 1e3:,.0f} MB (before: {s['rss_before_kb'] / 1e3:,.0f} MB; "
             f"bound: {mb:,.0f} MB + before)"
         )
