@@ -49,3 +49,13 @@ def test_cli_examples_run(tmp_path: Path, monkeypatch, capsys) -> None:
         assert line in first_inspect, f"docs/cli.md shows a line inspect no longer prints: {line}"
     assert (tmp_path / "bios-100k-figures" / "zipf.png").exists()
     assert (tmp_path / "report" / "README.md").exists()
+
+
+@pytest.mark.parametrize("module", ["synknow.stats", "synknow.plots", "synknow.commands.generate"])
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{module} has no examples"
+    assert result.failed == 0

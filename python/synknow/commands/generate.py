@@ -14,6 +14,10 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from synknow.config import SyntaxKnowledgeConfig
 
 __all__ = ["register", "run", "resolve_config"]
 
@@ -53,8 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def resolve_config(
     preset: str | None, config_file: str | None, overrides: list[str], seed: int | None
-):  # -> SyntaxKnowledgeConfig (imported lazily to keep `synknow --help` fast)
-    """The configuration a command line asks for: preset or TOML file, overrides, seed."""
+) -> SyntaxKnowledgeConfig:
+    """The configuration a command line asks for: preset or TOML file, overrides, seed.
+
+    >>> resolve_config("procedural", None, ["n_attributes=3"], 5).attribute_pool
+    (0, 1, 2)
+    """
     from synknow import presets
     from synknow.config import SyntaxKnowledgeConfig, parse_override
 

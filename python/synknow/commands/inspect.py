@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from synknow.corpus import Corpus
 
 __all__ = ["register", "run", "describe"]
 
@@ -27,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def describe(corpus, *, docs: int = 3) -> list[str]:  # corpus: synknow.Corpus
+def describe(corpus: Corpus, *, docs: int = 3) -> list[str]:
     """The lines ``synknow inspect`` prints for a corpus."""
     from synknow.stats import corpus_stats
 

@@ -5,17 +5,21 @@
 //!    creation of new entities (name uniform over unused names, values from `H_a`, each from the
 //!    entity's own stream);
 //! 2. **records, parallel**: each document's attribute order and templates from its own stream,
-//!    and its length. This does not depend on the entities, so it runs *while* stage 1 runs (the
-//!    sequential CRP pass is hidden behind it when there are two or more threads);
+//!    and its length. This does not depend on the entities, so it runs *while* stage 1 runs:
+//!    the CRP draws on one thread until the records are done, and whatever is left of it is
+//!    drawn in pieces beside the render of the documents already drawn, so with two or more
+//!    threads the sequential pass is hidden;
 //! 3. **render, parallel**: tokens and roles copied from precomputed template renderings in
-//!    fixed-width blocks (no per-token loop or branch), with the name and value slots patched in.
+//!    fixed-width blocks (no per-token loop or branch), with the name and value slots patched in,
+//!    into uninitialised output (every element is written exactly once, checked per chunk).
 //!
-//! Stages 2 and 3 depend only on `(seed, document index, entity table)`, so the output is
-//! bit-identical for any thread count and batch split, and prefixes are nested.
+//! Stages 2 and 3 depend only on `(seed, document index, entity table)`, and the CRP's draws do
+//! not depend on where it pauses, so the output is bit-identical for any thread count and batch
+//! split, and prefixes are nested.
 //!
-//! Random numbers per document: the attribute order is one mixed-radix draw (a single 64-bit
-//! word gives the whole partial permutation, [`Rng::mixed_radix`]); each template is one alias
-//! draw.
+//! Random numbers per document (a counter-based [`CounterRng`] stream): the attribute order is one
+//! exact draw of the whole ordered m-subset ([`Words::mixed_radix`], or one index into a table of
+//! all of them when there are few); each template is one alias draw.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
