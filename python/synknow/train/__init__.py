@@ -12,6 +12,9 @@ Public API::
 See ``docs/training.md``.
 """
 
+import sys
+import types
+
 from synknow.train.config import (
     MODEL_SIZES,
     DataConfig,
@@ -20,10 +23,52 @@ from synknow.train.config import (
     RunConfig,
     TrainConfig,
 )
-from synknow.train.data import EvalData, TrainData, bucket_label, frequency_bucket
-from synknow.train.eval import bayes_reference, evaluate, format_report
-from synknow.train.model import GPT, flops_per_token, param_count
-from synknow.train.train import LoadedRun, TrainingDiverged, load_run, peak_flops, train
+
+# Everything else needs torch: imported on first use (PEP 562), so that the configuration classes
+# (and the `synknow` CLI, which builds its options from them) load without importing torch.
+_LAZY = {
+    "EvalData": "data",
+    "TrainData": "data",
+    "bucket_label": "data",
+    "frequency_bucket": "data",
+    "bayes_reference": "eval",
+    "evaluate": "eval",
+    "format_report": "eval",
+    "GPT": "model",
+    "flops_per_token": "model",
+    "param_count": "model",
+    "LoadedRun": "train",
+    "TrainingDiverged": "train",
+    "load_run": "train",
+    "peak_flops": "train",
+    "train": "train",
+}
+
+
+class _TrainPackage(types.ModuleType):
+    """Keeps ``synknow.train.train`` the training *function*, as the eager imports used to: the
+    import system binds every loaded submodule as a package attribute, and loading the
+    submodule ``train`` (from wherever it is first imported) would otherwise shadow it."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "train" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _TrainPackage
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'synknow.train' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"synknow.train.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MODEL_SIZES",

@@ -197,6 +197,12 @@ impl Config {
                 format!("must satisfy 0 <= alpha < 1, got {}", self.alpha),
             ));
         }
+        if self.alpha == 0.0 && self.beta <= 0.0 {
+            return Err(f(
+                "beta",
+                format!("must be > 0 when alpha == 0, got {}", self.beta),
+            ));
+        }
         if !self.beta.is_finite() || self.beta <= -self.alpha {
             return Err(f(
                 "beta",
@@ -204,12 +210,6 @@ impl Config {
                     "must satisfy beta > -alpha = {}, got {}",
                     -self.alpha, self.beta
                 ),
-            ));
-        }
-        if self.alpha == 0.0 && self.beta <= 0.0 {
-            return Err(f(
-                "beta",
-                format!("must be > 0 when alpha == 0, got {}", self.beta),
             ));
         }
         let a = self.n_attributes;
@@ -435,6 +435,17 @@ mod tests {
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn alpha_zero_names_the_beta_rule() {
+        let c = Config {
+            alpha: 0.0,
+            beta: -0.0,
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("must be > 0 when alpha == 0"), "{err}");
     }
 
     #[test]
