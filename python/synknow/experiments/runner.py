@@ -25,7 +25,6 @@ import importlib
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import time
 import traceback
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from synknow.experiments import _io
+from synknow.provenance import git_info
 
 __all__ = [
     "EXPERIMENTS",
@@ -562,24 +562,9 @@ def environment() -> dict[str, Any]:
         env["torch_threads"] = torch.get_num_threads()
     except ImportError:  # pragma: no cover
         env["torch"] = None
-    try:
-        root = Path(__file__).resolve().parents[3]
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        env["git_commit"] = sha.stdout.strip() or None
-        env["git_dirty"] = bool(dirty.stdout.strip()) if sha.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        env["git_commit"] = None
+    git = git_info()
+    env["git_commit"] = git["sha"]
+    env["git_dirty"] = git["dirty"]
     return env
 
 

@@ -30,7 +30,6 @@ import platform
 import random
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -45,6 +44,7 @@ from torch import nn
 
 import synknow
 from synknow.corpus import Corpus, load_corpus
+from synknow.provenance import git_info
 from synknow.train.config import ModelConfig, TrainConfig, locate_key
 from synknow.train.data import TrainData, check_split
 from synknow.train.eval import bayes_reference, evaluate
@@ -89,31 +89,6 @@ def peak_flops(device: torch.device) -> float | None:
 def vocab_hash(corpus: Corpus) -> str:
     """Identity of a corpus's vocabulary (ids and display strings)."""
     return hashlib.sha256("\n".join(corpus.vocab.strings).encode()).hexdigest()[:16]
-
-
-def git_info() -> dict[str, Any]:
-    """``{"sha": ..., "dirty": ...}`` of the source checkout synknow runs from, if any."""
-    root = Path(synknow.__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return {"sha": None, "dirty": None}
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        return {"sha": sha, "dirty": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None}
 
 
 def versions() -> dict[str, str | None]:
