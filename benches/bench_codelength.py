@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import synknow
 from synknow.codelength import log_checkpoints
+from synknow.fsutil import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "codelength"))
@@ -327,10 +328,7 @@ def main() -> int:
     if args.out or not args.quick:
         day = started.strftime("%Y%m%d")
         path = Path(args.out) if args.out else RESULTS / f"codelength-{day}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
         print(f"wrote {path}")
     return 0
 

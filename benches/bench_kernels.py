@@ -277,22 +277,18 @@ def environment(cuda: bool) -> dict[str, object]:
 
 
 def write_plot(results: list[dict], path: Path, title: str) -> bool:
-    try:
-        import matplotlib
+    from synknow.plots import MatplotlibMissingError, new_subplots, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no PNG written")
-        return False
     shapes = list(dict.fromkeys(r["shape"] for r in results))
     methods = list(dict.fromkeys(r["method"] for r in results))
     panels = [("fwd_bwd_ms", "forward+backward (ms)", 1.0)]
     if any(r.get("peak_mem_bytes") for r in results):  # CUDA runs only
         panels.append(("peak_mem_bytes", "peak memory (GiB)", 2**-30))
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(len(panels) * max(4.5, 1.1 * len(shapes) + 3), 4.5), squeeze=False
-    )
+    try:
+        fig, axes = new_subplots(1, len(panels), len(panels) * max(4.5, 1.1 * len(shapes) + 3), 4.5)
+    except MatplotlibMissingError as e:
+        print(f"{e}: no PNG written")
+        return False
     axes = axes[0]
     width = 0.8 / max(1, len(methods))
     for ax, (key, label, scale) in zip(axes, panels, strict=True):
@@ -312,9 +308,7 @@ def write_plot(results: list[dict], path: Path, title: str) -> bool:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -481,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    from synknow.fsutil import atomic_write_text
+
+    atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {out}")
     if not args.no_plot:
         title = f"{env['device']} - {args.dtype} - linear cross-entropy fwd+bwd"

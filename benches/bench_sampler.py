@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import synknow
 from synknow import _core
+from synknow.fsutil import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "sampler"))  # the reference sampler lives with the tests
@@ -602,10 +603,7 @@ def main() -> int:
 
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else REPO / "benches" / "results" / f"sampler-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     print(f"saved {out}")
     return 0
 

@@ -31,6 +31,8 @@ import numpy as np
 
 from synknow import _core
 from synknow.corpus import ROLE_NAMES, Corpus
+from synknow.fsutil import atomic_write_text
+from synknow.tokens import bucket_bounds, frequency_bucket, log_grid
 
 __all__ = [
     "BayesCurve",
@@ -41,6 +43,7 @@ __all__ = [
     "closed_form_per_doc",
     "closed_form_total",
     "code_lengths",
+    "bucket_bounds",
     "frequency_bucket",
     "log_checkpoints",
     "predictive_distribution",
@@ -121,19 +124,6 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -333,7 +323,7 @@ class Table:
         lines = [",".join(self._cols)]
         for i in range(len(self)):
             lines.append(",".join(_csv_cell(c[i]) for c in self._cols.values()))
-        return _atomic_write_text(path, "\n".join(lines) + "\n")
+        return atomic_write_text(path, "\n".join(lines) + "\n")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} rows: {', '.join(self._cols)})"
@@ -349,29 +339,6 @@ def _csv_cell(x: Any) -> str:
 # Bayes learning curve
 
 
-def frequency_bucket(counts: np.ndarray | int) -> np.ndarray:
-    """Entity-frequency bucket of training counts (SPEC 3.6): 0 for unseen, then
-    ``1 + floor(log2 c)``: ``1`` -> 1, ``2-3`` -> 2, ``4-7`` -> 3, ...
-
-    >>> frequency_bucket(np.array([0, 1, 2, 3, 4, 7, 8])).tolist()
-    [0, 1, 2, 2, 3, 3, 4]
-    """
-    c = np.asarray(counts, dtype=np.uint64)
-    out = np.zeros(c.shape, dtype=np.int64)
-    pos = c > 0
-    # floor(log2 c) exactly, for any u64: bit length - 1.
-    bits = np.frexp(c[pos].astype(np.float64))[1].astype(np.int64)
-    # float64 rounding can push 2^k - 1 (k > 53) up to 2^k; fix by an integer comparison.
-    too_high = (np.uint64(1) << (bits - 1).astype(np.uint64)) > c[pos]
-    out[pos] = bits - too_high
-    return out
-
-
-def bucket_bounds(bucket: int) -> tuple[int, int]:
-    """``(lo, hi)`` training counts of a bucket (inclusive)."""
-    return (0, 0) if bucket == 0 else (2 ** (bucket - 1), 2**bucket - 1)
-
-
 def log_checkpoints(n_train: int, n_points: int = 20, start: int = 100) -> np.ndarray:
     """``n_points`` distinct log-spaced prefix lengths from ``start`` to ``n_train``.
 
@@ -380,9 +347,7 @@ def log_checkpoints(n_train: int, n_points: int = 20, start: int = 100) -> np.nd
     """
     if n_train < 1 or start < 1 or n_points < 1:
         raise ValueError("n_train, start and n_points must be >= 1")
-    start = min(start, n_train)
-    pts = np.unique(np.round(np.geomspace(start, n_train, n_points)).astype(np.int64))
-    return pts
+    return log_grid(min(start, n_train), n_train, n_points, integer=True)
 
 
 class BayesCurve(Table):

@@ -10,7 +10,7 @@ import pytest
 import synknow
 from _codelength_testing import ambiguous_config, reordered
 from synknow.codelength import bucket_bounds, frequency_bucket, log_checkpoints
-from synknow.fit import fit_power_law
+from synknow.fit import fit_scaling_law
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,33 @@ def test_frequency_buckets() -> None:
         assert frequency_bucket(np.array([lo, hi])).tolist() == [b, b]
 
 
+def test_frequency_buckets_are_the_shared_ones() -> None:
+    """codelength re-exports synknow.tokens' buckets, which refuse negative counts (the local
+    copy cast them to uint64 and put -1 in bucket 64)."""
+    import synknow.tokens
+
+    assert frequency_bucket is synknow.tokens.frequency_bucket
+    assert bucket_bounds is synknow.tokens.bucket_bounds
+    with pytest.raises(ValueError, match=">= 0"):
+        frequency_bucket(np.array([3, -1]))
+
+
+def test_to_csv_uses_a_private_temporary(tmp_path) -> None:
+    """The table is written through synknow.fsutil: a temporary of its own, not the fixed
+    ``.NAME.tmp-PID`` that a second writer in the same process would share (and that the old
+    code took over and deleted)."""
+    import os
+
+    from synknow.codelength import Table
+
+    other = tmp_path / f".t.csv.tmp-{os.getpid()}"
+    other.write_text("another writer's half-written file")
+    Table({"n": np.array([1, 2])}).to_csv(tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text() == "n\n1\n2\n"
+    assert other.read_text() == "another writer's half-written file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "t.csv"]
+
+
 def test_to_csv(tmp_path, corpus) -> None:
     curve = synknow.bayes_curve(corpus, 300, [10, 100, 300], progress=False)
     path = curve.to_csv(tmp_path / "out" / "curve.csv", tmp_path / "out" / "buckets.csv")
@@ -133,8 +160,8 @@ def test_knowledge_exponent_is_one_minus_alpha() -> None:
     checkpoints = log_checkpoints(200_000, 16, 100)
     for alpha, tol in SINGLE_SEED_TOLERANCE.items():
         y = _knowledge_curve(alpha, 0, checkpoints, 10_000)
-        gamma = fit_power_law(checkpoints, y, n_boot=0).params["gamma"]
+        gamma = fit_scaling_law(checkpoints, y, n_boot=0).params["gamma"]
         assert abs(gamma - (1 - alpha)) < tol, (alpha, gamma)
     mean = np.mean([_knowledge_curve(0.7, s, checkpoints, 5_000) for s in range(16)], axis=0)
-    gamma = fit_power_law(checkpoints, mean, n_boot=0).params["gamma"]
+    gamma = fit_scaling_law(checkpoints, mean, n_boot=0).params["gamma"]
     assert abs(gamma - 0.3) < 0.05, gamma

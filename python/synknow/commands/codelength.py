@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import synknow
-    from synknow.codelength import _atomic_write_text, closed_form_parts
+    from synknow.codelength import closed_form_parts
+    from synknow.fsutil import atomic_write_text
 
     corpus = synknow.load_corpus(Path(args.path))
     if args.threads is not None and args.threads < 1:
@@ -76,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
         summary = cl.summary()
         summary["closed_form"] = parts
         summary["closed_form_relative_difference"] = rel
-        _atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
