@@ -77,14 +77,19 @@ def _flat(a: np.ndarray, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def _latents(corpus: Corpus) -> list[np.ndarray]:
-    return [
+Latents = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _latents(corpus: Corpus) -> Latents:
+    """The latent records in the order the bindings take them (a fixed-length tuple, so that
+    ``*_latents(corpus)`` type-checks against ``_core``'s signatures)."""
+    return (
         _flat(corpus.doc_entity, np.uint32),
         _flat(corpus.sentence_attribute, np.uint16),
         _flat(corpus.sentence_template, np.uint16),
         _flat(corpus.entity_names, np.uint32),
         _flat(corpus.entity_values, np.uint32),
-    ]
+    )
 
 
 def _tokens(corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:

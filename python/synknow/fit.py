@@ -426,7 +426,7 @@ def _fit_generic(
 ) -> FitResult:
     log_y = np.log(y)
     log_e_fixed = -math.inf if fixed_e in (None, 0.0) else math.log(fixed_e)
-    kw = {"free_e": free_e, "log_e_fixed": log_e_fixed, "delta": delta}
+    kw: dict[str, Any] = {"free_e": free_e, "log_e_fixed": log_e_fixed, "delta": delta}
     theta, loss, conv = _solve_grid(u, log_y, starts, **kw)
     n_terms = u.shape[1]
 
