@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark the Syntax-Knowledge sampler against baselines measured in the same run.
 
-Measures, on the bios preset (every output of SPEC 3.5: u16 tokens, u8 roles, per-sentence
-attribute and template ids, per-document offsets and entities, the entity table):
+Measures, on the bios preset (every output of docs/model.md#corpus-contents: u16 tokens, u8 roles,
+per-sentence attribute and template ids, per-document offsets and entities, the entity table):
 
 * ``synknow.sample`` with 1 thread and with all threads (tokens/s; best and median of repeats,
   each run on memory freed by the previous one, as in a loop that samples corpora), plus the

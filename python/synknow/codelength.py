@@ -1,15 +1,15 @@
-"""Exact Bayesian code lengths of a corpus (SPEC 4.1-4.4), in bits.
+"""Exact Bayesian code lengths of a corpus (docs/codelength.md#formulas), in bits.
 
 The Bayes learner knows the configuration but neither ``theta`` nor the entities; its code length
 is the marginal likelihood of the corpus. Two independent routes compute it:
 
 * :func:`code_lengths`: the exact posterior predictive of every token, from the token stream
-  alone (SPEC 4.3);
-* :func:`closed_form_per_doc` / :func:`closed_form_total`: the closed forms of SPEC 4.1 and 4.2,
-  from the latent records the sampler wrote.
+  alone (docs/codelength.md#per-token);
+* :func:`closed_form_per_doc` / :func:`closed_form_total`: the closed forms
+  (docs/codelength.md#per-document and #whole-corpus), from the latent records the sampler wrote.
 
 They agree to rounding (the tests hold them to 1e-9 relative). :func:`bayes_curve` gives the
-Bayes-optimal learning curve (SPEC 4.4) on the test split.
+Bayes-optimal learning curve (docs/codelength.md#learning-curve) on the test split.
 
 >>> import synknow
 >>> corpus = synknow.sample(synknow.presets.bios(), 500, seed=1)
@@ -223,7 +223,7 @@ def code_lengths(
     threads: int | None = None,
     progress: Progress = True,
 ) -> CodeLengths:
-    """Exact per-token Bayes code lengths of the whole corpus (SPEC 4.3).
+    """Exact per-token Bayes code lengths of the whole corpus (docs/codelength.md#per-token).
 
     Computed from the token stream alone. The work is split into one chunk per thread (a fast
     parse-and-learn pass gives each chunk its starting state); the result is bit-identical for
@@ -245,24 +245,25 @@ def code_lengths(
 
 
 def closed_form_per_doc(corpus: Corpus, n_docs: int | None = None) -> np.ndarray:
-    """SPEC 4.1: bits of each of the first ``n_docs`` documents given the earlier ones, from the
-    latent records (entity, attributes, templates, entity table)."""
+    """Bits of each of the first ``n_docs`` documents given the earlier ones, from the latent
+    records (entity, attributes, templates, entity table): docs/codelength.md#per-document."""
     corpus = _check_corpus(corpus)
     n = _prefix(corpus, n_docs)
     return _core.closed_form_per_doc(corpus.config.to_json(), *_latents(corpus), n)
 
 
 def closed_form_parts(corpus: Corpus, n_docs: int | None = None) -> dict[str, float]:
-    """SPEC 4.2 term by term (bits): ``entities`` (-log2 EPPF), ``names``, ``templates``,
-    ``attribute_order``, ``values`` and their ``total``."""
+    """The whole-corpus closed form (docs/codelength.md#whole-corpus) term by term, in bits:
+    ``entities`` (-log2 EPPF), ``names``, ``templates``, ``attribute_order``, ``values`` and their
+    ``total``."""
     corpus = _check_corpus(corpus)
     n = _prefix(corpus, n_docs)
     return dict(_core.closed_form_total(corpus.config.to_json(), *_latents(corpus), n))
 
 
 def closed_form_total(corpus: Corpus, n_docs: int | None = None) -> float:
-    """SPEC 4.2: the code length of the first ``n_docs`` documents (default: all) from counts
-    alone, in bits; invariant under any permutation of the documents."""
+    """The code length of the first ``n_docs`` documents (default: all) from counts alone, in bits
+    (docs/codelength.md#whole-corpus); invariant under any permutation of the documents."""
     return closed_form_parts(corpus, n_docs)["total"]
 
 
@@ -356,7 +357,8 @@ def log_checkpoints(n_train: int, n_points: int = 20, start: int = 100) -> np.nd
 
 
 class BayesCurve(Table):
-    """The Bayes learning curve (SPEC 4.4): one row per training prefix length.
+    """The Bayes learning curve: one row per training prefix length
+    (docs/codelength.md#learning-curve).
 
     Columns: ``n_train``; ``bits_per_token`` (all tokens of the test documents, BOS and EOS
     included); ``bits_per_doc``; per role ``{role}_bits_per_doc`` and ``{role}_bits_per_token``
@@ -459,7 +461,8 @@ def bayes_curve(
     threads: int | None = None,
     progress: Progress = True,
 ) -> BayesCurve:
-    """The Bayes learning curve (SPEC 4.4) in one pass over the training stream.
+    """The Bayes learning curve in one pass over the training stream
+    (docs/codelength.md#learning-curve).
 
     Training prefixes are the first ``n`` documents for each ``n`` in ``checkpoints`` (strictly
     increasing, each in ``[0, n_train]``); the test split is the last ``n_test`` documents

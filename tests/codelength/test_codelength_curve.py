@@ -1,7 +1,7 @@
-"""The Bayes learning curve (SPEC 4.4): each test document scored on its own against the frozen
-prefix state equals the sequential engine's code length of that document placed right after the
-prefix; the tables add up; bad arguments are refused; and the knowledge part decays with the
-exponent 1 - alpha (SPEC 4.5)."""
+"""The Bayes learning curve (docs/codelength.md#learning-curve): each test document scored on its
+own against the frozen prefix state equals the sequential engine's code length of that document
+placed right after the prefix; the tables add up; bad arguments are refused; and the knowledge part
+decays with the exponent 1 - alpha (docs/codelength.md#data-scaling-law)."""
 
 from __future__ import annotations
 
@@ -138,7 +138,8 @@ def test_bad_arguments(corpus, kwargs, match) -> None:
         synknow.bayes_curve(corpus, progress=False, **kwargs)
 
 
-# One seed: SPEC 4.5's tolerances over n = 1e2..2e5 (the spread comes from the sampled weights).
+# One seed: the tolerances of docs/codelength.md#data-scaling-law over n = 1e2..2e5 (the spread
+# comes from the sampled weights).
 SINGLE_SEED_TOLERANCE = {0.3: 0.25, 0.5: 0.18, 0.7: 0.13}
 
 
@@ -155,7 +156,7 @@ def _knowledge_curve(alpha: float, seed: int, checkpoints: np.ndarray, n_test: i
 def test_knowledge_exponent_is_one_minus_alpha() -> None:
     """Fit ``E + A n^-gamma`` (synknow.fit, Huber on log residuals) to the knowledge (name +
     value) bits per test document over 16 log-spaced prefixes n = 1e2..2e5, 5e3-1e4 test
-    documents: one seed per alpha within SPEC's tolerance, and the mean curve of 16 seeds
+    documents: one seed per alpha within the one-seed tolerance, and the mean curve of 16 seeds
     (alpha = 0.7) within +-0.05 of 1 - alpha."""
     checkpoints = log_checkpoints(200_000, 16, 100)
     for alpha, tol in SINGLE_SEED_TOLERANCE.items():

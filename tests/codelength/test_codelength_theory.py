@@ -1,5 +1,6 @@
-"""SPEC 4.5 theory against high-precision arithmetic (mpmath), exact identities, and Monte Carlo
-from the sampler (``synknow.sample``) or from the stick-breaking construction."""
+"""The theory (docs/codelength.md#theory) against high-precision arithmetic (mpmath), exact
+identities, and Monte Carlo from the sampler (``synknow.sample``) or from the stick-breaking
+construction."""
 
 from __future__ import annotations
 

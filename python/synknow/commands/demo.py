@@ -120,7 +120,7 @@ def corpus_section(ctx: DemoContext) -> str:
 beta = {cfg.beta:g}, {cfg.n_attributes} attributes, {cfg.m} sentences per document) took
 {seconds:.2f} s ({s.n_tokens / seconds / 1e6:,.0f} M tokens/s, threads: {ctx.threads or "all"}).
 
-| quantity | corpus | theory (SPEC 4.5) |
+| quantity | corpus | theory (docs/codelength.md#theory) |
 |---|---|---|
 {table}
 
@@ -181,9 +181,9 @@ def experiments_section(ctx: DemoContext) -> str:
     return f"""## Experiments E1-E6 (preset {preset.name})
 
 `synknow experiment all --preset {preset.name} --out {out}` ({total:.0f} s): the paper's claims
-checked against the exact Bayes predictor and the theory of SPEC 4.5 at this scale. Raw metrics,
-fits with bootstrap intervals and the figures are in [`experiments/`](experiments/README.md);
-docs/experiments.md explains every measurement.
+checked against the exact Bayes predictor and the theory (docs/codelength.md#theory) at this
+scale. Raw metrics, fits with bootstrap intervals and the figures are in
+[`experiments/`](experiments/README.md); docs/experiments.md explains every measurement.
 
 | experiment | verdict | headline |
 |---|---|---|
