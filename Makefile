@@ -7,14 +7,13 @@ STAMP := $(VENV)/.installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help dev build test test-rust test-python lint demo bench wheel clean
+.PHONY: help dev build test test-rust test-python lint lint-rust lint-python typecheck stubtest \
+	demo bench wheel clean
 
-help:
-	@echo "make test   - create .venv, build, run cargo test and pytest"
-	@echo "make demo   - create .venv, build, run the CPU demo, write report/README.md"
-	@echo "make bench  - run the CPU benchmarks (results under benches/results/)"
-	@echo "make wheel  - build the abi3 wheels into dist/"
-	@echo "make lint   - cargo fmt --check, cargo clippy -D warnings, ruff"
+# Every target carries a `## description`; `make help` lists them from this file.
+help: ## list the targets with what they do
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
 
 $(STAMP): requirements-dev.txt kernels/pyproject.toml
 	@command -v cargo >/dev/null || { echo "cargo (Rust) is required: https://rustup.rs"; exit 1; }
@@ -24,37 +23,47 @@ $(STAMP): requirements-dev.txt kernels/pyproject.toml
 	$(PY) -m pip install -q --no-deps -e kernels
 	touch $@
 
-dev: $(STAMP)
+dev: $(STAMP) ## create .venv with the development requirements (once)
 
-build: $(STAMP)
+build: $(STAMP) ## compile the Rust extension into the venv (maturin develop --release)
 	$(VENV)/bin/maturin develop --release -q
 
-test-rust:
+test-rust: ## cargo test of the Rust core
 	cargo test --release -p synknow-core
 
-test-python: build
+test-python: build ## pytest (after build)
 	$(PY) -m pytest -q
 
-test: build test-rust test-python
+test: build test-rust test-python ## everything CI tests: build, cargo test, pytest
 
-lint: $(STAMP)
+lint: lint-rust lint-python typecheck stubtest ## every static check CI runs before the tests
+
+lint-rust: ## cargo fmt --check, cargo clippy -D warnings
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+lint-python: $(STAMP) ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check python tests benches kernels
 	$(VENV)/bin/ruff format --check python tests benches kernels
 
-demo: build
+typecheck: $(STAMP) ## mypy over python/synknow (configuration in pyproject.toml)
+	$(PY) -m mypy
+
+stubtest: build ## check python/synknow/_core.pyi against the built extension
+	$(PY) -m mypy.stubtest synknow._core --allowlist .ci/stubtest-allowlist.txt
+
+demo: build ## run the CPU demo, write report/README.md
 	$(PY) -m synknow demo --out report
 
-bench: build
+bench: build ## run the benchmarks (results under benches/results/)
 	$(PY) benches/bench_sampler.py
 	$(PY) benches/bench_codelength.py
 	$(PY) benches/bench_train.py
 	$(PY) benches/bench_kernels.py
 
-wheel: $(STAMP)
+wheel: $(STAMP) ## build the abi3 wheels into dist/
 	$(VENV)/bin/maturin build --release -o dist
 	$(PY) -m pip wheel --no-deps -w dist ./kernels
 
-clean:
+clean: ## remove build outputs and .venv
 	rm -rf target dist $(VENV) python/synknow/_core*.so

@@ -1,15 +1,16 @@
 """Speed of the code-length engine: exact per-token code lengths and the Bayes learning curve.
 
-1. Per-token exact code lengths (SPEC 4.3) of a bios corpus held in memory, with 1 thread and
-   with every core (the corpus is cut into one chunk per thread, each started from a state
-   produced by a parse-and-learn pass), in tokens per second of wall time and per CPU second;
-   the closed forms (SPEC 4.1, 4.2) alongside.
+1. Per-token exact code lengths (docs/codelength.md#per-token) of a bios corpus held in memory, with
+   1 thread and with every core (the corpus is cut into one chunk per thread, each started from a
+   state produced by a parse-and-learn pass), in tokens per second of wall time and per CPU second;
+   the closed forms (docs/codelength.md#per-document and #whole-corpus) alongside.
 2. The pure-Python reference (``tests/codelength/reference.py``) on a prefix of the same corpus,
    in the same run, and the speed ratio (the two agree to 1e-9 on that prefix).
-3. The Bayes learning curve (SPEC 4.4) for 10^7 training documents and 10^4 test documents,
-   20 log-spaced checkpoints, on a corpus generated on disk (memory-mapped).
+3. The Bayes learning curve (docs/codelength.md#learning-curve) for 10^7 training documents and
+   10^4 test documents, 20 log-spaced checkpoints, on a corpus generated on disk (memory-mapped).
 4. The fitted exponent of the curve's knowledge part (name + value bits per test document,
-   ``E + A n^-gamma`` over 16 log-spaced n = 1e2..2e5) against 1 - alpha (SPEC 4.5): one seed
+   ``E + A n^-gamma`` over 16 log-spaced n = 1e2..2e5) against 1 - alpha
+   (docs/codelength.md#data-scaling-law): one seed
    per alpha in {0.3, 0.5, 0.7}, and the mean curve of 16 seeds at alpha = 0.7.
 
 Targets (issue 3): >= 20 M tokens/s per core and >= 100x the Python reference; the learning
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 import synknow
 from synknow.codelength import log_checkpoints
+from synknow.fsutil import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "codelength"))
@@ -147,7 +149,7 @@ def bench_per_token(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {name}: {wall:.3f} s ({corpus.n_docs / wall / 1e6:.1f} M documents/s)")
     rel = abs(total - synknow.closed_form_total(corpus)) / total
     out["identity_relative_difference"] = rel
-    print(f"  per-token total vs closed form (SPEC 4.2): relative difference {rel:.1e}")
+    print(f"  per-token total vs whole-corpus closed form: relative difference {rel:.1e}")
 
     # The pure-Python reference on a prefix of the same corpus.
     n_ref = min(args.reference_docs, corpus.n_docs)
@@ -327,10 +329,7 @@ def main() -> int:
     if args.out or not args.quick:
         day = started.strftime("%Y%m%d")
         path = Path(args.out) if args.out else RESULTS / f"codelength-{day}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
         print(f"wrote {path}")
     return 0
 

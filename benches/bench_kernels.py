@@ -43,6 +43,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -277,22 +278,18 @@ def environment(cuda: bool) -> dict[str, object]:
 
 
 def write_plot(results: list[dict], path: Path, title: str) -> bool:
-    try:
-        import matplotlib
+    from synknow.plots import MatplotlibMissingError, new_subplots, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no PNG written")
-        return False
     shapes = list(dict.fromkeys(r["shape"] for r in results))
     methods = list(dict.fromkeys(r["method"] for r in results))
     panels = [("fwd_bwd_ms", "forward+backward (ms)", 1.0)]
     if any(r.get("peak_mem_bytes") for r in results):  # CUDA runs only
         panels.append(("peak_mem_bytes", "peak memory (GiB)", 2**-30))
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(len(panels) * max(4.5, 1.1 * len(shapes) + 3), 4.5), squeeze=False
-    )
+    try:
+        fig, axes = new_subplots(1, len(panels), len(panels) * max(4.5, 1.1 * len(shapes) + 3), 4.5)
+    except MatplotlibMissingError as e:
+        print(f"{e}: no PNG written")
+        return False
     axes = axes[0]
     width = 0.8 / max(1, len(methods))
     for ax, (key, label, scale) in zip(axes, panels, strict=True):
@@ -312,9 +309,7 @@ def write_plot(results: list[dict], path: Path, title: str) -> bool:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -363,105 +358,91 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cuda = torch.cuda.is_available()
-    if args.cpu_smoke:
-        cuda = False
-        args.shapes, args.dtype = "tiny", "float32"
-        if args.methods == ",".join(DEFAULT_METHODS):
-            args.methods = "synknow_torch,eager"
-        args.repeats, args.warmup = min(args.repeats, 3), min(args.warmup, 1)
-    elif not cuda:
-        print(
-            "bench_kernels: no CUDA device, so there is nothing to benchmark here (the Triton "
-            "kernels need a GPU; CPU timings would say nothing about them).\n"
-            "On a GPU machine run:  python benches/bench_kernels.py\n"
-            "To check the harness on CPU:  python benches/bench_kernels.py --cpu-smoke --out "
-            "/tmp/bench_smoke.json"
-        )
-        return 0
+def _bench_method(
+    m: str, h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, args: argparse.Namespace, cuda: bool
+) -> dict[str, object]:
+    """One method on one shape: timings, memory and status (a failure is recorded, not raised)."""
+    n, hdim = h.shape
+    v = w.shape[0]
+    row: dict[str, object] = {
+        "tokens": n,
+        "hidden": hdim,
+        "vocab": v,
+        "dtype": args.dtype,
+        "method": m,
+    }
+    fn, note = make_method(m)
+    row["note"] = note
+    if fn is None:
+        row["status"] = "unavailable"
+        return row
+    saved_env = {k: os.environ.get(k) for k in METHOD_ENV.get(m, {})}
+    os.environ.update(METHOD_ENV.get(m, {}))
+    try:
+        row.update(bench_one(fn, h, w, t, warmup=args.warmup, repeats=args.repeats, cuda=cuda))
+        row["status"] = "ok"
+        tflops = 6.0 * n * hdim * v / (float(row["fwd_bwd_ms"]) * 1e-3) / 1e12
+        row["tflops_fwd_bwd"] = tflops
+        row["frac_peak"] = tflops / args.peak_tflops if cuda else None
+    except torch.cuda.OutOfMemoryError:
+        row["status"] = "oom"
+    except Exception as exc:  # record and go on: one broken baseline must not end the run
+        row["status"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    finally:
+        for k, old in saved_env.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+        h.grad = None
+        w.grad = None
+        if cuda:
+            torch.cuda.empty_cache()
+    return row
 
+
+def _bench_shape(
+    shape: tuple[str, int, int, int],
+    methods: list[str],
+    args: argparse.Namespace,
+    device: torch.device,
+    cuda: bool,
+) -> list[dict]:
+    """Every method on one shape, with speed, memory and loss relative to eager PyTorch."""
+    shape_name, n, hdim, v = shape
     dtype = getattr(torch, args.dtype)
-    device = torch.device("cuda" if cuda else "cpu")
-    env = environment(cuda)
-    methods = [m for m in args.methods.split(",") if m]
-    shapes = [s for group in args.shapes.split(",") for s in SHAPES[group]]
-    print(f"device: {env['device']}  torch {env['torch']}  triton {env['triton']}")
+    gen = torch.Generator(device=device).manual_seed(0)
+    h = (torch.randn(n, hdim, generator=gen, device=device) * 0.5).to(dtype)
+    w = (torch.randn(v, hdim, generator=gen, device=device) * hdim**-0.5).to(dtype)
+    t = torch.randint(0, v, (n,), generator=gen, device=device)
+    h.requires_grad_(True)
+    w.requires_grad_(True)
+    rows: list[dict] = []
+    for m in methods:
+        row = {"shape": shape_name, **_bench_method(m, h, w, t, args, cuda)}
+        rows.append(row)
+        print(f"  {shape_name} {m}: {row['status']}", flush=True)
+    eager = next((r for r in rows if r["method"] == "eager" and r.get("status") == "ok"), None)
+    for r in rows:
+        if eager is None or r.get("status") != "ok":
+            continue
+        if eager.get("loss_mem_bytes"):
+            r["mem_vs_eager"] = r["loss_mem_bytes"] / eager["loss_mem_bytes"]
+        r["speedup_vs_eager"] = eager["fwd_bwd_ms"] / r["fwd_bwd_ms"]
+        r["loss_rel_diff_vs_eager"] = abs(r["loss"] - eager["loss"]) / abs(eager["loss"])
+    return rows
 
-    results: list[dict] = []
-    for shape_name, n, hdim, v in shapes:
-        gen = torch.Generator(device=device).manual_seed(0)
-        h = (torch.randn(n, hdim, generator=gen, device=device) * 0.5).to(dtype)
-        w = (torch.randn(v, hdim, generator=gen, device=device) * hdim**-0.5).to(dtype)
-        t = torch.randint(0, v, (n,), generator=gen, device=device)
-        h.requires_grad_(True)
-        w.requires_grad_(True)
-        flops = 6.0 * n * hdim * v
-        for m in methods:
-            row: dict[str, object] = {
-                "shape": shape_name,
-                "tokens": n,
-                "hidden": hdim,
-                "vocab": v,
-                "dtype": args.dtype,
-                "method": m,
-            }
-            fn, note = make_method(m)
-            row["note"] = note
-            if fn is None:
-                row["status"] = "unavailable"
-                results.append(row)
-                continue
-            saved_env = {k: os.environ.get(k) for k in METHOD_ENV.get(m, {})}
-            os.environ.update(METHOD_ENV.get(m, {}))
-            try:
-                row.update(
-                    bench_one(fn, h, w, t, warmup=args.warmup, repeats=args.repeats, cuda=cuda)
-                )
-                row["status"] = "ok"
-                row["tflops_fwd_bwd"] = flops / (row["fwd_bwd_ms"] * 1e-3) / 1e12  # type: ignore[operator]
-                row["frac_peak"] = row["tflops_fwd_bwd"] / args.peak_tflops if cuda else None  # type: ignore[operator]
-            except torch.cuda.OutOfMemoryError:
-                row["status"] = "oom"
-            except Exception as exc:  # record and go on: one broken baseline must not end the run
-                row["status"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            finally:
-                for k, old in saved_env.items():
-                    if old is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = old
-                h.grad = None
-                w.grad = None
-                if cuda:
-                    torch.cuda.empty_cache()
-            results.append(row)
-            print(f"  {shape_name} {m}: {row['status']}", flush=True)
-        eager = next(
-            (r for r in results if r["shape"] == shape_name and r["method"] == "eager"), None
-        )
-        for r in results:
-            if r["shape"] != shape_name or r.get("status") != "ok":
-                continue
-            if eager and eager.get("status") == "ok":
-                if eager.get("loss_mem_bytes"):
-                    r["mem_vs_eager"] = r["loss_mem_bytes"] / eager["loss_mem_bytes"]
-                r["speedup_vs_eager"] = eager["fwd_bwd_ms"] / r["fwd_bwd_ms"]
-                r["loss_rel_diff_vs_eager"] = abs(r["loss"] - eager["loss"]) / abs(eager["loss"])
-        del h, w, t
 
-    print()
-    print_table(results)
-    out = args.out
-    if out is None and not args.cpu_smoke:
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", str(env["device"])).strip("-").lower()
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out = REPO / "benches" / "results" / f"kernels_{slug}_{stamp}.json"
-    if out is None:
-        print("\n(--cpu-smoke without --out: nothing written)")
-        return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _write_results(
+    out: Path,
+    results: list[dict],
+    env: dict[str, Any],
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    cuda: bool,
+) -> None:
+    from synknow.fsutil import atomic_write_text
+
     payload = {
         "benchmark": "synknow_kernels.linear_cross_entropy",
         "kind": "cpu-smoke (not GPU results)" if args.cpu_smoke else "gpu",
@@ -481,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {out}")
     if not args.no_plot:
         title = f"{env['device']} - {args.dtype} - linear cross-entropy fwd+bwd"
@@ -489,6 +470,47 @@ def main(argv: list[str] | None = None) -> int:
             title += " (CPU smoke test, not GPU results)"
         if write_plot(results, out.with_suffix(".png"), title):
             print(f"wrote {out.with_suffix('.png')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cuda = torch.cuda.is_available()
+    if args.cpu_smoke:
+        cuda = False
+        args.shapes, args.dtype = "tiny", "float32"
+        if args.methods == ",".join(DEFAULT_METHODS):
+            args.methods = "synknow_torch,eager"
+        args.repeats, args.warmup = min(args.repeats, 3), min(args.warmup, 1)
+    elif not cuda:
+        print(
+            "bench_kernels: no CUDA device, so there is nothing to benchmark here (the Triton "
+            "kernels need a GPU; CPU timings would say nothing about them).\n"
+            "On a GPU machine run:  python benches/bench_kernels.py\n"
+            "To check the harness on CPU:  python benches/bench_kernels.py --cpu-smoke --out "
+            "/tmp/bench_smoke.json"
+        )
+        return 0
+
+    device = torch.device("cuda" if cuda else "cpu")
+    env = environment(cuda)
+    methods = [m for m in args.methods.split(",") if m]
+    shapes = [s for group in args.shapes.split(",") for s in SHAPES[group]]
+    print(f"device: {env['device']}  torch {env['torch']}  triton {env['triton']}")
+    results: list[dict] = []
+    for shape in shapes:
+        results += _bench_shape(shape, methods, args, device, cuda)
+
+    print()
+    print_table(results)
+    out = args.out
+    if out is None and not args.cpu_smoke:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", str(env["device"])).strip("-").lower()
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = REPO / "benches" / "results" / f"kernels_{slug}_{stamp}.json"
+    if out is None:
+        print("\n(--cpu-smoke without --out: nothing written)")
+        return 0
+    _write_results(out, results, env, args, argv, cuda)
     return 0
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark the Syntax-Knowledge sampler against baselines measured in the same run.
 
-Measures, on the bios preset (every output of SPEC 3.5: u16 tokens, u8 roles, per-sentence
-attribute and template ids, per-document offsets and entities, the entity table):
+Measures, on the bios preset (every output of docs/model.md#corpus-contents: u16 tokens, u8 roles,
+per-sentence attribute and template ids, per-document offsets and entities, the entity table):
 
 * ``synknow.sample`` with 1 thread and with all threads (tokens/s; best and median of repeats,
   each run on memory freed by the previous one, as in a loop that samples corpora), plus the
@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import synknow
 from synknow import _core
+from synknow.fsutil import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "sampler"))  # the reference sampler lives with the tests
@@ -602,10 +603,7 @@ def main() -> int:
 
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else REPO / "benches" / "results" / f"sampler-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     print(f"saved {out}")
     return 0
 

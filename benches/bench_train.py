@@ -30,6 +30,7 @@ from typing import Any
 
 import synknow
 import torch
+from synknow.fsutil import atomic_write_text
 from synknow.train import GPT, MODEL_SIZES, TrainConfig, TrainData
 from synknow.train import train as train_fn
 from synknow.train.train import _TrainStep, git_info, peak_flops, versions
@@ -245,10 +246,7 @@ def main() -> None:
     }
     tag = "cuda-" + name.replace(" ", "_") if cuda else "cpu"
     out = args.out or RESULTS / f"train-{tag}-{dt.date.today():%Y%m%d}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp_out, out)
+    atomic_write_text(out, json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import synknow
 from synknow import commands
+from synknow.plots import MatplotlibMissingError
 
 __all__ = ["main", "build_parser"]
 
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
+    except (ValueError, OSError, MatplotlibMissingError) as e:
         print(f"synknow {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,15 +1,15 @@
-"""Exact Bayesian code lengths of a corpus (SPEC 4.1-4.4), in bits.
+"""Exact Bayesian code lengths of a corpus (docs/codelength.md#formulas), in bits.
 
 The Bayes learner knows the configuration but neither ``theta`` nor the entities; its code length
 is the marginal likelihood of the corpus. Two independent routes compute it:
 
 * :func:`code_lengths`: the exact posterior predictive of every token, from the token stream
-  alone (SPEC 4.3);
-* :func:`closed_form_per_doc` / :func:`closed_form_total`: the closed forms of SPEC 4.1 and 4.2,
-  from the latent records the sampler wrote.
+  alone (docs/codelength.md#per-token);
+* :func:`closed_form_per_doc` / :func:`closed_form_total`: the closed forms
+  (docs/codelength.md#per-document and #whole-corpus), from the latent records the sampler wrote.
 
 They agree to rounding (the tests hold them to 1e-9 relative). :func:`bayes_curve` gives the
-Bayes-optimal learning curve (SPEC 4.4) on the test split.
+Bayes-optimal learning curve (docs/codelength.md#learning-curve) on the test split.
 
 >>> import synknow
 >>> corpus = synknow.sample(synknow.presets.bios(), 500, seed=1)
@@ -31,6 +31,8 @@ import numpy as np
 
 from synknow import _core
 from synknow.corpus import ROLE_NAMES, Corpus
+from synknow.fsutil import atomic_write_text
+from synknow.tokens import bucket_bounds, frequency_bucket, log_grid
 
 __all__ = [
     "BayesCurve",
@@ -41,6 +43,7 @@ __all__ = [
     "closed_form_per_doc",
     "closed_form_total",
     "code_lengths",
+    "bucket_bounds",
     "frequency_bucket",
     "log_checkpoints",
     "predictive_distribution",
@@ -74,14 +77,19 @@ def _flat(a: np.ndarray, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def _latents(corpus: Corpus) -> list[np.ndarray]:
-    return [
+Latents = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _latents(corpus: Corpus) -> Latents:
+    """The latent records in the order the bindings take them (a fixed-length tuple, so that
+    ``*_latents(corpus)`` type-checks against ``_core``'s signatures)."""
+    return (
         _flat(corpus.doc_entity, np.uint32),
         _flat(corpus.sentence_attribute, np.uint16),
         _flat(corpus.sentence_template, np.uint16),
         _flat(corpus.entity_names, np.uint32),
         _flat(corpus.entity_values, np.uint32),
-    ]
+    )
 
 
 def _tokens(corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
@@ -121,19 +129,6 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -228,7 +223,7 @@ def code_lengths(
     threads: int | None = None,
     progress: Progress = True,
 ) -> CodeLengths:
-    """Exact per-token Bayes code lengths of the whole corpus (SPEC 4.3).
+    """Exact per-token Bayes code lengths of the whole corpus (docs/codelength.md#per-token).
 
     Computed from the token stream alone. The work is split into one chunk per thread (a fast
     parse-and-learn pass gives each chunk its starting state); the result is bit-identical for
@@ -250,24 +245,25 @@ def code_lengths(
 
 
 def closed_form_per_doc(corpus: Corpus, n_docs: int | None = None) -> np.ndarray:
-    """SPEC 4.1: bits of each of the first ``n_docs`` documents given the earlier ones, from the
-    latent records (entity, attributes, templates, entity table)."""
+    """Bits of each of the first ``n_docs`` documents given the earlier ones, from the latent
+    records (entity, attributes, templates, entity table): docs/codelength.md#per-document."""
     corpus = _check_corpus(corpus)
     n = _prefix(corpus, n_docs)
     return _core.closed_form_per_doc(corpus.config.to_json(), *_latents(corpus), n)
 
 
 def closed_form_parts(corpus: Corpus, n_docs: int | None = None) -> dict[str, float]:
-    """SPEC 4.2 term by term (bits): ``entities`` (-log2 EPPF), ``names``, ``templates``,
-    ``attribute_order``, ``values`` and their ``total``."""
+    """The whole-corpus closed form (docs/codelength.md#whole-corpus) term by term, in bits:
+    ``entities`` (-log2 EPPF), ``names``, ``templates``, ``attribute_order``, ``values`` and their
+    ``total``."""
     corpus = _check_corpus(corpus)
     n = _prefix(corpus, n_docs)
     return dict(_core.closed_form_total(corpus.config.to_json(), *_latents(corpus), n))
 
 
 def closed_form_total(corpus: Corpus, n_docs: int | None = None) -> float:
-    """SPEC 4.2: the code length of the first ``n_docs`` documents (default: all) from counts
-    alone, in bits; invariant under any permutation of the documents."""
+    """The code length of the first ``n_docs`` documents (default: all) from counts alone, in bits
+    (docs/codelength.md#whole-corpus); invariant under any permutation of the documents."""
     return closed_form_parts(corpus, n_docs)["total"]
 
 
@@ -333,7 +329,7 @@ class Table:
         lines = [",".join(self._cols)]
         for i in range(len(self)):
             lines.append(",".join(_csv_cell(c[i]) for c in self._cols.values()))
-        return _atomic_write_text(path, "\n".join(lines) + "\n")
+        return atomic_write_text(path, "\n".join(lines) + "\n")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} rows: {', '.join(self._cols)})"
@@ -349,29 +345,6 @@ def _csv_cell(x: Any) -> str:
 # Bayes learning curve
 
 
-def frequency_bucket(counts: np.ndarray | int) -> np.ndarray:
-    """Entity-frequency bucket of training counts (SPEC 3.6): 0 for unseen, then
-    ``1 + floor(log2 c)``: ``1`` -> 1, ``2-3`` -> 2, ``4-7`` -> 3, ...
-
-    >>> frequency_bucket(np.array([0, 1, 2, 3, 4, 7, 8])).tolist()
-    [0, 1, 2, 2, 3, 3, 4]
-    """
-    c = np.asarray(counts, dtype=np.uint64)
-    out = np.zeros(c.shape, dtype=np.int64)
-    pos = c > 0
-    # floor(log2 c) exactly, for any u64: bit length - 1.
-    bits = np.frexp(c[pos].astype(np.float64))[1].astype(np.int64)
-    # float64 rounding can push 2^k - 1 (k > 53) up to 2^k; fix by an integer comparison.
-    too_high = (np.uint64(1) << (bits - 1).astype(np.uint64)) > c[pos]
-    out[pos] = bits - too_high
-    return out
-
-
-def bucket_bounds(bucket: int) -> tuple[int, int]:
-    """``(lo, hi)`` training counts of a bucket (inclusive)."""
-    return (0, 0) if bucket == 0 else (2 ** (bucket - 1), 2**bucket - 1)
-
-
 def log_checkpoints(n_train: int, n_points: int = 20, start: int = 100) -> np.ndarray:
     """``n_points`` distinct log-spaced prefix lengths from ``start`` to ``n_train``.
 
@@ -380,13 +353,12 @@ def log_checkpoints(n_train: int, n_points: int = 20, start: int = 100) -> np.nd
     """
     if n_train < 1 or start < 1 or n_points < 1:
         raise ValueError("n_train, start and n_points must be >= 1")
-    start = min(start, n_train)
-    pts = np.unique(np.round(np.geomspace(start, n_train, n_points)).astype(np.int64))
-    return pts
+    return log_grid(min(start, n_train), n_train, n_points, integer=True)
 
 
 class BayesCurve(Table):
-    """The Bayes learning curve (SPEC 4.4): one row per training prefix length.
+    """The Bayes learning curve: one row per training prefix length
+    (docs/codelength.md#learning-curve).
 
     Columns: ``n_train``; ``bits_per_token`` (all tokens of the test documents, BOS and EOS
     included); ``bits_per_doc``; per role ``{role}_bits_per_doc`` and ``{role}_bits_per_token``
@@ -489,7 +461,8 @@ def bayes_curve(
     threads: int | None = None,
     progress: Progress = True,
 ) -> BayesCurve:
-    """The Bayes learning curve (SPEC 4.4) in one pass over the training stream.
+    """The Bayes learning curve in one pass over the training stream
+    (docs/codelength.md#learning-curve).
 
     Training prefixes are the first ``n`` documents for each ``n`` in ``checkpoints`` (strictly
     increasing, each in ``[0, n_train]``); the test split is the last ``n_test`` documents

@@ -1,6 +1,13 @@
-"""Scaling-law fits: ``L(x) = E + A x^-gamma`` and ``L(N, P) = E + A N^-a + B P^-b``.
+"""Scaling-law fits with an offset: ``L(x) = E + A x^-gamma`` and ``L(N, P) = E + A N^-a + B P^-b``.
 
-The method is "approach 3" of the Chinchilla paper (Hoffmann et al. 2022), as SPEC 5 asks:
+This module fits *losses*: curves that decay towards a floor ``E`` (the irreducible loss), so the
+power law only holds for the excess ``L - E``, and ``E`` must be fitted with the exponent. That
+needs a non-linear, robust fit with confidence intervals. (The corpus laws of
+:mod:`synknow.stats`, Heaps and Zipf, have no offset: they are straight lines in log-log space and
+fitted by ordinary least squares there.)
+
+The method is "approach 3" of the Chinchilla paper (Hoffmann et al. 2022), stated in
+docs/experiments.md, "Fits":
 
 * parameters live in log space (``E = exp(e)``, ``A = exp(a)``), so the prediction is a
   log-sum-exp and stays positive;
@@ -12,11 +19,12 @@ The method is "approach 3" of the Chinchilla paper (Hoffmann et al. 2022), as SP
 All starting points (and all bootstrap replicates) are optimised *together*: the L-BFGS below is
 vectorised over independent problems, each with its own history and its own backtracking line
 search, so a fit with a 100-point grid and 1000 bootstrap replicates takes well under a second in
-plain numpy. ``tests/test_fit.py`` checks it against ``torch.optim.LBFGS`` on the same objective.
+plain numpy. ``tests/experiments/test_fit.py`` checks it against ``torch.optim.LBFGS`` on the same
+objective.
 
 >>> import numpy as np
 >>> x = np.geomspace(1e2, 1e5, 12)
->>> fit = fit_power_law(x, 0.5 + 30.0 * x**-0.4, n_boot=0)
+>>> fit = fit_scaling_law(x, 0.5 + 30.0 * x**-0.4, n_boot=0)
 >>> round(fit.params["gamma"], 6), round(fit.params["E"], 6), round(fit.params["A"], 4)
 (0.4, 0.5, 30.0)
 """
@@ -32,6 +40,8 @@ import numpy as np
 
 __all__ = [
     "FitResult",
+    "fit_scaling_law",
+    "fit_joint_scaling_law",
     "fit_power_law",
     "fit_joint_power_law",
     "huber",
@@ -235,8 +245,8 @@ def minimize_lbfgs_batched(
 class FitResult:
     """A fitted scaling law, its bootstrap confidence intervals, and how it was obtained.
 
-    ``params`` maps parameter names to values (``E, A, gamma`` for :func:`fit_power_law`;
-    ``E, A, a, B, b`` for :func:`fit_joint_power_law`); ``ci`` maps them to ``(low, high)``
+    ``params`` maps parameter names to values (``E, A, gamma`` for :func:`fit_scaling_law`;
+    ``E, A, a, B, b`` for :func:`fit_joint_scaling_law`); ``ci`` maps them to ``(low, high)``
     percentile intervals at ``level`` (empty when ``n_boot == 0``); ``stderr`` holds the
     bootstrap standard deviations. ``loss`` is the Huber objective at the optimum.
     """
@@ -351,6 +361,15 @@ def _check_common(n_points: int, n_params: int, n_boot: int, level: float, boots
         raise ValueError(f"bootstrap must be 'residual' or 'cases', got {bootstrap!r}")
 
 
+def _check_fixed_e(fixed_e: float | None, ys: np.ndarray) -> None:
+    if fixed_e is None:
+        return
+    if not math.isfinite(fixed_e) or fixed_e < 0:
+        raise ValueError(f"fixed_E must be a finite number >= 0, got {fixed_e}")
+    if fixed_e >= ys.min():
+        raise ValueError(f"fixed_E = {fixed_e} is not below every y (min y = {ys.min()})")
+
+
 def _solve_grid(
     u: np.ndarray,
     log_y: np.ndarray,
@@ -407,7 +426,7 @@ def _fit_generic(
 ) -> FitResult:
     log_y = np.log(y)
     log_e_fixed = -math.inf if fixed_e in (None, 0.0) else math.log(fixed_e)
-    kw = {"free_e": free_e, "log_e_fixed": log_e_fixed, "delta": delta}
+    kw: dict[str, Any] = {"free_e": free_e, "log_e_fixed": log_e_fixed, "delta": delta}
     theta, loss, conv = _solve_grid(u, log_y, starts, **kw)
     n_terms = u.shape[1]
 
@@ -500,7 +519,7 @@ def _grid_starts(
     return np.array(rows)
 
 
-def fit_power_law(
+def fit_scaling_law(
     x: Sequence[float] | np.ndarray,
     y: Sequence[float] | np.ndarray,
     *,
@@ -520,17 +539,14 @@ def fit_power_law(
 
     >>> import numpy as np
     >>> x = np.geomspace(10, 1e4, 10)
-    >>> fit_power_law(x, 3.0 * x**-0.5, fixed_E=0, n_boot=0).params["gamma"]  # doctest: +ELLIPSIS
+    >>> fit_scaling_law(x, 3.0 * x**-0.5, fixed_E=0, n_boot=0).params["gamma"]  # doctest: +ELLIPSIS
     0.5...
     """
     xs = _as_positive("x", x)
     ys = _as_positive("y", y)
     if xs.size != ys.size:
         raise ValueError(f"x and y differ in length ({xs.size} vs {ys.size})")
-    if fixed_E is not None and (not math.isfinite(fixed_E) or fixed_E < 0):
-        raise ValueError(f"fixed_E must be a finite number >= 0, got {fixed_E}")
-    if fixed_E is not None and fixed_E >= ys.min():
-        raise ValueError(f"fixed_E = {fixed_E} is not below every y (min y = {ys.min()})")
+    _check_fixed_e(fixed_E, ys)
     free_e = fixed_E is None
     _check_common(xs.size, 3 if free_e else 2, n_boot, level, bootstrap)
     lx = np.log(xs)
@@ -555,7 +571,7 @@ def fit_power_law(
     )
 
 
-def fit_joint_power_law(
+def fit_joint_scaling_law(
     n: Sequence[float] | np.ndarray,
     p: Sequence[float] | np.ndarray,
     y: Sequence[float] | np.ndarray,
@@ -569,17 +585,14 @@ def fit_joint_power_law(
 ) -> FitResult:
     """Fit ``y = E + A n^-a + B p^-b`` (e.g. data size ``n`` and parameter count ``p``).
 
-    Same objective, optimiser and bootstrap as :func:`fit_power_law`.
+    Same objective, optimiser and bootstrap as :func:`fit_scaling_law`.
     """
     ns = _as_positive("n", n)
     ps = _as_positive("p", p)
     ys = _as_positive("y", y)
     if not ns.size == ps.size == ys.size:
         raise ValueError(f"n, p and y differ in length ({ns.size}, {ps.size}, {ys.size})")
-    if fixed_E is not None and (not math.isfinite(fixed_E) or fixed_E < 0):
-        raise ValueError(f"fixed_E must be a finite number >= 0, got {fixed_E}")
-    if fixed_E is not None and fixed_E >= ys.min():
-        raise ValueError(f"fixed_E = {fixed_E} is not below every y (min y = {ys.min()})")
+    _check_fixed_e(fixed_E, ys)
     free_e = fixed_E is None
     _check_common(ys.size, 5 if free_e else 4, n_boot, level, bootstrap)
     lu = np.column_stack([np.log(ns), np.log(ps)])
@@ -603,3 +616,9 @@ def fit_joint_power_law(
         delta=delta,
     )
     return fit
+
+
+# The names before the split of "power-law fits" into stats (log-log lines) and fit (scaling laws
+# with an offset); the experiments and saved scripts use them.
+fit_power_law = fit_scaling_law
+fit_joint_power_law = fit_joint_scaling_law

@@ -1,4 +1,10 @@
-"""Corpus statistics and their comparison with the PYCRP theory (SPEC 4.5).
+"""Corpus statistics (Heaps, Zipf, counts of counts, roles) against the PYCRP theory.
+
+The laws are stated in docs/model.md, "4. What the theory predicts". They have no offset, so
+each is a straight line in log-log space, and every fit here is an ordinary least-squares line
+through ``(log x, log y)`` (:func:`fit_loglog`, returning a :class:`LogLogFit`). Losses, which
+decay towards a floor ``E``, need the non-linear fit with an offset of
+:func:`synknow.fit.fit_scaling_law` instead.
 
 * **Heaps' law**: the number of distinct entities ``K_n`` among the first ``n`` documents grows
   like ``n^alpha``. :func:`fit_heaps` fits the log-log slope of the empirical curve; the same
@@ -12,8 +18,6 @@
 * **Counts of counts**: the fraction of entities seen exactly ``c`` times tends to
   ``alpha Gamma(c - alpha) / (Gamma(1 - alpha) Gamma(c + 1)) ~ c^(-1-alpha)``.
 * Per-role token counts (special, syntax, name, value).
-
-Every fit is an ordinary least-squares line in log-log space, returned as a :class:`PowerLawFit`.
 
 >>> import synknow
 >>> corpus = synknow.sample(synknow.presets.bios(alpha=0.6), 50_000, seed=3)
@@ -33,12 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synknow import _core
+from synknow import theory
+from synknow.corpus import ROLE_NAMES
+from synknow.tokens import log_grid
 
 if TYPE_CHECKING:
     from synknow.corpus import Corpus
 
 __all__ = [
+    "LogLogFit",
     "PowerLawFit",
     "CorpusStats",
     "corpus_stats",
@@ -57,11 +64,11 @@ __all__ = [
     "fit_loglog",
 ]
 
-ROLE_NAMES = ("special", "syntax", "name", "value")
+_lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
 
 
 @dataclass(frozen=True)
-class PowerLawFit:
+class LogLogFit:
     """``y ~ prefactor * x^slope``, fitted by least squares on ``log y`` against ``log x``.
 
     ``exponent`` is the conventional positive exponent: ``slope`` for Heaps' law, ``-slope`` for
@@ -79,9 +86,12 @@ class PowerLawFit:
         return self.prefactor * np.asarray(x, dtype=np.float64) ** self.slope
 
 
+PowerLawFit = LogLogFit  # the name before fit.py's scaling laws and these lines were told apart
+
+
 def fit_loglog(
     x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *, decaying: bool = False
-) -> PowerLawFit:
+) -> LogLogFit:
     """Least-squares line through ``(log x, log y)``; needs two distinct positive ``x``."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -95,7 +105,7 @@ def fit_loglog(
         )
     lx, ly = np.log(x), np.log(y)
     slope, intercept = np.polyfit(lx, ly, 1)
-    return PowerLawFit(
+    return LogLogFit(
         slope=float(slope),
         prefactor=float(math.exp(intercept)),
         exponent=float(-slope if decaying else slope),
@@ -111,7 +121,8 @@ def fit_loglog(
 def heaps_curve(doc_entity: np.ndarray) -> np.ndarray:
     """``K_n`` for ``n = 1..N``: distinct entities among the first ``n`` documents.
 
-    Entities are numbered in order of first appearance (SPEC 3.2), so ``K_n`` is the running
+    Entities are numbered in order of first appearance (docs/model.md, "3.2 Knowledge
+    (PYCRP)"), so ``K_n`` is the running
     maximum of the entity ids plus one.
     """
     z = np.asarray(doc_entity)
@@ -128,16 +139,17 @@ def heaps_grid(n_docs: int, *, n_min: int | None = None, points: int = 40) -> np
     lo = max(1, min(100, n_docs // 10)) if n_min is None else n_min
     if not 1 <= lo < n_docs:
         raise ValueError(f"n_min must be in [1, {n_docs}), got {lo}")
-    return np.unique(np.geomspace(lo, n_docs, points).round().astype(np.int64))
+    return log_grid(lo, n_docs, points, integer=True)
 
 
 def expected_entities(n: np.ndarray | Sequence[int] | int, alpha: float, beta: float) -> np.ndarray:
-    """The exact ``E[K_n]`` (SPEC 4.5) for each ``n`` (from the Rust core)."""
-    ns = np.atleast_1d(np.asarray(n, dtype=np.float64))
-    return np.array([_core.expected_entities(float(v), alpha, beta) for v in ns])
+    """The exact ``E[K_n]`` for each ``n``, always as a 1-D array: :func:`synknow.theory.
+    expected_entities` (docs/model.md, "Expected number of entities"), which checks
+    ``alpha`` and ``beta``."""
+    return np.atleast_1d(np.asarray(theory.expected_entities(n, alpha, beta), dtype=np.float64))
 
 
-def fit_heaps(doc_entity: np.ndarray, *, n_min: int | None = None, points: int = 40) -> PowerLawFit:
+def fit_heaps(doc_entity: np.ndarray, *, n_min: int | None = None, points: int = 40) -> LogLogFit:
     """Heaps exponent: slope of ``log K_n`` against ``log n`` on :func:`heaps_grid`."""
     k = heaps_curve(doc_entity)
     grid = heaps_grid(len(k), n_min=n_min, points=points)
@@ -161,9 +173,7 @@ def _zipf_window(counts: np.ndarray, min_count: int, max_count: int | None) -> t
     return min_count, hi
 
 
-def fit_zipf(
-    counts: np.ndarray, *, min_count: int = 10, max_count: int | None = 100
-) -> PowerLawFit:
+def fit_zipf(counts: np.ndarray, *, min_count: int = 10, max_count: int | None = 100) -> LogLogFit:
     """Zipf exponent: minus the slope of ``log count`` against ``log rank``, over the entities
     whose counts lie in ``[min_count, max_count]`` (``None``: no upper limit). Raises
     ``ValueError`` when fewer than 5 entities fall in the window."""
@@ -184,8 +194,7 @@ def log_fraction_at_least(c: np.ndarray, alpha: float) -> np.ndarray:
     """``log P(count >= c)`` over entities in the large-n limit:
     ``lgamma(c - alpha) - lgamma(1 - alpha) - lgamma(c)`` (a telescoping sum of the
     counts-of-counts law)."""
-    lg = np.vectorize(math.lgamma)
-    return lg(c - alpha) - math.lgamma(1.0 - alpha) - lg(c)
+    return _lgamma(c - alpha) - math.lgamma(1.0 - alpha) - _lgamma(c)
 
 
 def zipf_theory_exponent(alpha: float, min_count: int = 10, max_count: int = 100) -> float:
@@ -194,7 +203,7 @@ def zipf_theory_exponent(alpha: float, min_count: int = 10, max_count: int = 100
     tends to ``1/alpha`` for large counts. Needs ``0 < alpha < 1``."""
     if not 0 < alpha < 1:
         raise ValueError(f"the Zipf law needs 0 < alpha < 1, got {alpha}")
-    c = np.unique(np.geomspace(min_count, max_count, 64).round())
+    c = log_grid(min_count, max_count, 64, integer=True).astype(np.float64)
     log_rank = log_fraction_at_least(c, alpha)
     slope = np.polyfit(log_rank, np.log(c), 1)[0]
     return float(-slope)
@@ -212,11 +221,10 @@ def counts_of_counts_theory(c: np.ndarray, alpha: float) -> np.ndarray:
     """Large-n fraction of entities seen exactly ``c`` times:
     ``alpha Gamma(c - alpha) / (Gamma(1 - alpha) Gamma(c + 1))`` (``~ c^(-1-alpha)``)."""
     c = np.asarray(c, dtype=np.float64)
-    lg = np.vectorize(math.lgamma)
-    return alpha * np.exp(lg(c - alpha) - math.lgamma(1.0 - alpha) - lg(c + 1.0))
+    return alpha * np.exp(_lgamma(c - alpha) - math.lgamma(1.0 - alpha) - _lgamma(c + 1.0))
 
 
-def fit_counts_of_counts(counts: np.ndarray, *, max_count: int = 20) -> PowerLawFit:
+def fit_counts_of_counts(counts: np.ndarray, *, max_count: int = 20) -> LogLogFit:
     """Minus the slope of ``log #{k: c_k = c}`` against ``log c`` for ``c = 1..max_count``."""
     c, n_c = counts_of_counts(counts)
     sel = c <= max_count
@@ -227,7 +235,7 @@ def fit_counts_of_counts(counts: np.ndarray, *, max_count: int = 20) -> PowerLaw
 
 
 def role_counts(roles: np.ndarray) -> dict[str, int]:
-    """Tokens per role (SPEC 3.5): special, syntax, name, value."""
+    """Tokens per role (docs/model.md, "3.3 Documents"): special, syntax, name, value."""
     r = np.asarray(roles)
     # One comparison pass per role: bincount would first widen the bytes to 8-byte integers.
     counts = {name: int(np.count_nonzero(r == code)) for code, name in enumerate(ROLE_NAMES)}
@@ -249,12 +257,12 @@ class CorpusStats:
     expected_entities: float
     alpha: float
     beta: float
-    heaps: PowerLawFit
+    heaps: LogLogFit
     heaps_theory_exponent: float
-    zipf: PowerLawFit | None
+    zipf: LogLogFit | None
     zipf_window: tuple[int, int]
     zipf_theory_exponent: float | None
-    counts_of_counts: PowerLawFit | None
+    counts_of_counts: LogLogFit | None
     counts_of_counts_theory_exponent: float | None
     role_counts: dict[str, int]
 
@@ -328,7 +336,7 @@ def corpus_stats(
         n_docs=n,
         n_tokens=corpus.n_tokens,
         n_entities=corpus.n_entities,
-        expected_entities=float(_core.expected_entities(float(n), alpha, beta)),
+        expected_entities=float(theory.expected_entities(n, alpha, beta)),
         alpha=alpha,
         beta=beta,
         heaps=heaps,

@@ -1,4 +1,4 @@
-"""The two-part code of a training corpus and its structure function (SPEC 4.6).
+"""The two-part code of a training corpus and its structure function (docs/codelength.md).
 
 A model stores the syntax parameters and the ``k`` most frequent entities; the data are then coded
 with the maximum-likelihood syntax parameters, stored entities by their empirical frequency, and
@@ -85,7 +85,8 @@ class StructureFunction:
 
 
 def structure_function(corpus: Corpus, n_train: int | None = None) -> StructureFunction:
-    """SPEC 4.6 for the first ``n_train`` documents (default: all), from the latent records.
+    """The two-part code and structure function (docs/codelength.md#structure-function) of the
+    first ``n_train`` documents (default: all), from the latent records.
 
     An entity's model cost charges only the attributes stated about it in the training corpus
     (a value never stated cannot be learnt); with ``m = A`` that is every attribute.

@@ -1,14 +1,15 @@
-"""A pure-Python reference of the Bayes code length, straight from SPEC 4.
+"""A pure-Python reference of the Bayes code length, straight from docs/codelength.md.
 
 Slow and simple on purpose: explicit candidate parse states with explicit weights
 ``P(a | earlier sentences) * P_DM(t | a)``, a dictionary of used-name prefixes, and textbook
 formulas, so that every step can be checked by reading. It shares nothing with the Rust engine
 but the configuration's grammar (``corpus.grammar``: vocabulary blocks, skeletons, ``ln H_a``).
 
-* :func:`closed_form_per_doc` - SPEC 4.1 from the latent records;
-* :func:`closed_form_total` - SPEC 4.2 from counts;
-* :class:`Learner` / :func:`per_token_bits` - SPEC 4.3, the per-token predictive from tokens;
-* :func:`structure_function` - SPEC 4.6 for one ``k``.
+* :func:`closed_form_per_doc` - docs/codelength.md#per-document from the latent records;
+* :func:`closed_form_total` - docs/codelength.md#whole-corpus from counts;
+* :class:`Learner` / :func:`per_token_bits` - docs/codelength.md#per-token, the per-token
+  predictive from tokens;
+* :func:`structure_function` - docs/codelength.md#structure-function for one ``k``.
 
 ``benches/bench_codelength.py`` times :func:`per_token_bits` against the Rust engine.
 """
@@ -83,7 +84,7 @@ def _latent_docs(corpus: Any, n_docs: int) -> list[tuple[int, list[tuple[int, in
 
 
 def closed_form_per_doc(corpus: Any, n_docs: int | None = None) -> list[float]:
-    """SPEC 4.1, document by document, from the latent records (bits)."""
+    """docs/codelength.md#per-document, document by document, from the latent records (bits)."""
     g = Grammar(corpus)
     n_docs = corpus.n_docs if n_docs is None else n_docs
     values = corpus.entity_values.tolist()
@@ -119,7 +120,7 @@ def closed_form_per_doc(corpus: Any, n_docs: int | None = None) -> list[float]:
 
 
 def closed_form_total(corpus: Any, n_docs: int | None = None) -> float:
-    """SPEC 4.2 from counts (bits), with ``math.lgamma`` and ``math.fsum``."""
+    """docs/codelength.md#whole-corpus from counts (bits), with ``lgamma`` and ``fsum``."""
     g = Grammar(corpus)
     n = corpus.n_docs if n_docs is None else n_docs
     if n == 0:
@@ -156,7 +157,7 @@ def closed_form_total(corpus: Any, n_docs: int | None = None) -> float:
 
 
 class Learner:
-    """SPEC 4.3: the Bayes learner reading a corpus token by token."""
+    """docs/codelength.md#per-token: the Bayes learner reading a corpus token by token."""
 
     def __init__(self, grammar: Grammar):
         self.g = grammar
@@ -173,7 +174,7 @@ class Learner:
         ]
 
     def _name_weight(self, prefix: tuple[int, ...]) -> float:
-        """``W(q)`` of SPEC 4.3."""
+        """``W(q)`` of docs/codelength.md#per-token."""
         g = self.g
         k_count = len(self.counts)
         nu = 1.0 if self.n_docs == 0 else g.beta + k_count * g.alpha
@@ -275,7 +276,8 @@ class Learner:
 
 
 def per_token_bits(corpus: Any, n_docs: int | None = None) -> list[float]:
-    """SPEC 4.3 per-token bits of the first ``n_docs`` documents (all by default)."""
+    """Per-token bits (docs/codelength.md#per-token) of the first ``n_docs`` documents (all by
+    default)."""
     learner = Learner(Grammar(corpus))
     n_docs = corpus.n_docs if n_docs is None else n_docs
     offsets = corpus.doc_offsets.tolist()
@@ -287,8 +289,8 @@ def per_token_bits(corpus: Any, n_docs: int | None = None) -> list[float]:
 
 
 def structure_function(corpus: Any, n_train: int, k: int) -> tuple[float, float]:
-    """SPEC 4.6: ``(M, D)`` in bits when the top-``k`` entities (count descending, ties by id)
-    of the first ``n_train`` documents are stored."""
+    """docs/codelength.md#structure-function: ``(M, D)`` in bits when the top-``k`` entities
+    (count descending, ties by id) of the first ``n_train`` documents are stored."""
     g = Grammar(corpus)
     values = corpus.entity_values.tolist()
     docs = _latent_docs(corpus, n_train)

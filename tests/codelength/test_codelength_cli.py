@@ -67,3 +67,54 @@ def test_errors_are_one_line(corpus_dir, capsys, argv, message) -> None:
     assert main([*argv, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_figures_leave_pyplot_alone(tmp_path) -> None:
+    """Every figure of synknow.plots (corpus, code length, experiments) is drawn without pyplot
+    and without a global backend switch (the experiments' figures used both)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+import numpy as np
+import matplotlib
+import synknow
+from synknow import plots, plots_codelength
+from synknow import plots_experiments as experiments
+before = dict.__getitem__(matplotlib.rcParams, "backend")  # get_backend() would resolve it
+corpus = synknow.sample(synknow.presets.bios(), 3000, seed=1)
+out = {str(tmp_path)!r}
+plots.heaps_plot(corpus, out + "/heaps.png")
+curve = synknow.bayes_curve(corpus, 2500, [10, 100, 1000, 2500], progress=False)
+plots_codelength.bayes_curve_plot(curve, out + "/curve.png")
+x = np.array([1.0, 10.0, 100.0])
+experiments.lines_plot(out + "/lines.png", [dict(x=x, y=x, label="l")], xlabel="x",
+                       ylabel="y", title="t")
+experiments.heatmap_plot(out + "/heat.png", [dict(title="p", matrix=np.eye(2), rows=[0, 1],
+                         columns=[0, 1])], xlabel="x", ylabel="y", title="t", cbar="c")
+assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
+assert dict.__getitem__(matplotlib.rcParams, "backend") == before, "the backend was switched"
+"""
+    env_run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert env_run.returncode == 0, env_run.stderr[-2000:]
+    for name in ("heaps", "curve", "lines", "heat"):
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_missing_matplotlib_is_one_line(corpus_dir, tmp_path, capsys, monkeypatch) -> None:
+    """Without matplotlib a figure request names the fix; the CLI prints it as one line."""
+    import sys
+
+    from synknow import plots
+
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: import fails
+    args = ["bayes-curve", str(corpus_dir), "--train", "2000", "--quiet", "--out", str(tmp_path)]
+    assert main([*args, "--checkpoints", "10", "100", "1000", "2000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("synknow bayes-curve: error: ") and "synknow[plot]" in err
+    assert len(err.splitlines()) == 1
+    with pytest.raises(plots.MatplotlibMissingError, match=r"synknow\[plot\]"):
+        plots.new_figure()

@@ -1,7 +1,7 @@
-"""The Bayes learning curve (SPEC 4.4): each test document scored on its own against the frozen
-prefix state equals the sequential engine's code length of that document placed right after the
-prefix; the tables add up; bad arguments are refused; and the knowledge part decays with the
-exponent 1 - alpha (SPEC 4.5)."""
+"""The Bayes learning curve (docs/codelength.md#learning-curve): each test document scored on its
+own against the frozen prefix state equals the sequential engine's code length of that document
+placed right after the prefix; the tables add up; bad arguments are refused; and the knowledge part
+decays with the exponent 1 - alpha (docs/codelength.md#data-scaling-law)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import synknow
 from _codelength_testing import ambiguous_config, reordered
 from synknow.codelength import bucket_bounds, frequency_bucket, log_checkpoints
-from synknow.fit import fit_power_law
+from synknow.fit import fit_scaling_law
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,33 @@ def test_frequency_buckets() -> None:
         assert frequency_bucket(np.array([lo, hi])).tolist() == [b, b]
 
 
+def test_frequency_buckets_are_the_shared_ones() -> None:
+    """codelength re-exports synknow.tokens' buckets, which refuse negative counts (the local
+    copy cast them to uint64 and put -1 in bucket 64)."""
+    import synknow.tokens
+
+    assert frequency_bucket is synknow.tokens.frequency_bucket
+    assert bucket_bounds is synknow.tokens.bucket_bounds
+    with pytest.raises(ValueError, match=">= 0"):
+        frequency_bucket(np.array([3, -1]))
+
+
+def test_to_csv_uses_a_private_temporary(tmp_path) -> None:
+    """The table is written through synknow.fsutil: a temporary of its own, not the fixed
+    ``.NAME.tmp-PID`` that a second writer in the same process would share (and that the old
+    code took over and deleted)."""
+    import os
+
+    from synknow.codelength import Table
+
+    other = tmp_path / f".t.csv.tmp-{os.getpid()}"
+    other.write_text("another writer's half-written file")
+    Table({"n": np.array([1, 2])}).to_csv(tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text() == "n\n1\n2\n"
+    assert other.read_text() == "another writer's half-written file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "t.csv"]
+
+
 def test_to_csv(tmp_path, corpus) -> None:
     curve = synknow.bayes_curve(corpus, 300, [10, 100, 300], progress=False)
     path = curve.to_csv(tmp_path / "out" / "curve.csv", tmp_path / "out" / "buckets.csv")
@@ -111,7 +138,8 @@ def test_bad_arguments(corpus, kwargs, match) -> None:
         synknow.bayes_curve(corpus, progress=False, **kwargs)
 
 
-# One seed: SPEC 4.5's tolerances over n = 1e2..2e5 (the spread comes from the sampled weights).
+# One seed: the tolerances of docs/codelength.md#data-scaling-law over n = 1e2..2e5 (the spread
+# comes from the sampled weights).
 SINGLE_SEED_TOLERANCE = {0.3: 0.25, 0.5: 0.18, 0.7: 0.13}
 
 
@@ -128,13 +156,13 @@ def _knowledge_curve(alpha: float, seed: int, checkpoints: np.ndarray, n_test: i
 def test_knowledge_exponent_is_one_minus_alpha() -> None:
     """Fit ``E + A n^-gamma`` (synknow.fit, Huber on log residuals) to the knowledge (name +
     value) bits per test document over 16 log-spaced prefixes n = 1e2..2e5, 5e3-1e4 test
-    documents: one seed per alpha within SPEC's tolerance, and the mean curve of 16 seeds
+    documents: one seed per alpha within the one-seed tolerance, and the mean curve of 16 seeds
     (alpha = 0.7) within +-0.05 of 1 - alpha."""
     checkpoints = log_checkpoints(200_000, 16, 100)
     for alpha, tol in SINGLE_SEED_TOLERANCE.items():
         y = _knowledge_curve(alpha, 0, checkpoints, 10_000)
-        gamma = fit_power_law(checkpoints, y, n_boot=0).params["gamma"]
+        gamma = fit_scaling_law(checkpoints, y, n_boot=0).params["gamma"]
         assert abs(gamma - (1 - alpha)) < tol, (alpha, gamma)
     mean = np.mean([_knowledge_curve(0.7, s, checkpoints, 5_000) for s in range(16)], axis=0)
-    gamma = fit_power_law(checkpoints, mean, n_boot=0).params["gamma"]
+    gamma = fit_scaling_law(checkpoints, mean, n_boot=0).params["gamma"]
     assert abs(gamma - 0.3) < 0.05, gamma

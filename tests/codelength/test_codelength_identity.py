@@ -1,6 +1,7 @@
-"""SPEC 4.3's required identity: the per-token code lengths (from tokens) of each document sum
-to its closed form (SPEC 4.1, from the latent records), and all documents to SPEC 4.2; plus
-normalisation of the predictive, thread-count invariance and memory-mapped input."""
+"""The required identity (docs/codelength.md#per-token): the per-token code lengths (from tokens) of
+each document sum to its closed form (docs/codelength.md#per-document, from the latent records), and
+all documents to the whole-corpus form (#whole-corpus); plus normalisation of the predictive,
+thread-count invariance and memory-mapped input."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def test_per_token_sums_match_closed_forms(corpus: synknow.Corpus) -> None:
     total = synknow.closed_form_total(corpus)
     assert cl.total == pytest.approx(total, rel=REL)
     assert float(np.sum(closed)) == pytest.approx(total, rel=REL)
-    # Prefixes: SPEC 4.2 on the first n documents equals the sum of the first n of SPEC 4.1.
+    # Prefixes: docs/codelength.md#whole-corpus on the first n documents equals the sum of the first
+    # n of docs/codelength.md#per-document.
     n = corpus.n_docs // 3
     assert synknow.closed_form_total(corpus, n) == pytest.approx(closed[:n].sum(), rel=REL)
 

@@ -1,6 +1,6 @@
 """Exchangeability: the code length is invariant under any permutation of the documents
-(SPEC 4.2). Permuted corpora are rebuilt by reordering the documents' arrays; the closed form
-from counts (4.2), the sequential closed form (4.1) and the per-token predictive (4.3, from the
+(docs/codelength.md#whole-corpus). Permuted corpora are rebuilt by reordering the documents' arrays;
+the closed form from counts, the sequential closed form and the per-token predictive (from the
 tokens alone) must all give the original total."""
 
 from __future__ import annotations

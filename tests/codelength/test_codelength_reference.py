@@ -1,6 +1,6 @@
 """The Rust engines against the independent pure-Python reference (``reference.py``) on random
-small corpora: SPEC 4.1 per document, SPEC 4.2, the per-token predictive of SPEC 4.3 and the
-structure function of SPEC 4.6."""
+small corpora: the closed forms per document and for the whole corpus, the per-token predictive
+and the structure function (docs/codelength.md, "Formulas")."""
 
 from __future__ import annotations
 

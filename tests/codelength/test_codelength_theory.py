@@ -1,5 +1,6 @@
-"""SPEC 4.5 theory against high-precision arithmetic (mpmath), exact identities, and Monte Carlo
-from the sampler (``synknow.sample``) or from the stick-breaking construction."""
+"""The theory (docs/codelength.md#theory) against high-precision arithmetic (mpmath), exact
+identities, and Monte Carlo from the sampler (``synknow.sample``) or from the stick-breaking
+construction."""
 
 from __future__ import annotations
 
@@ -135,3 +136,19 @@ def test_excess_formulas_and_validation() -> None:
         theory.expected_entities(10, 0.0, 0.0)
     with pytest.raises(ValueError, match="unit"):
         theory.expected_entity_entropy(0.5, 1.0, unit="dits")
+
+
+def test_stats_expected_entities_is_theorys() -> None:
+    """synknow.stats.expected_entities is theory.expected_entities as an array: same numbers,
+    same argument checks (its own copy passed alpha >= 1 or beta <= -alpha to the core)."""
+    from synknow import stats
+
+    n = [1, 10, 1000]
+    np.testing.assert_array_equal(
+        stats.expected_entities(n, 0.5, 1.0), theory.expected_entities(np.array(n), 0.5, 1.0)
+    )
+    assert stats.expected_entities(10, 0.5, 1.0).shape == (1,)
+    with pytest.raises(ValueError, match="alpha"):
+        stats.expected_entities(10, 1.5, 1.0)
+    with pytest.raises(ValueError, match="beta"):
+        stats.expected_entities(10, 0.5, -0.6)

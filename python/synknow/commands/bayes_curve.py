@@ -1,4 +1,4 @@
-"""``synknow bayes-curve DIR --train N``: the Bayes-optimal learning curve (SPEC 4.4).
+"""``synknow bayes-curve DIR --train N``: the Bayes-optimal learning curve (docs/codelength.md).
 
 The test split is the last ``--test`` documents (default: all after the first N); every test
 document is scored against the state after each training prefix in ``--checkpoints``: a list

@@ -1,8 +1,9 @@
-"""``synknow codelength DIR``: the exact Bayes code length of a corpus (SPEC 4.3).
+"""``synknow codelength DIR``: the exact Bayes code length of a corpus (docs/codelength.md).
 
 Prints the total, bits per token overall and by role, and bits per document, from the per-token
-predictive computed from the tokens alone, next to the closed form of SPEC 4.2 computed from the
-latent records (they agree to rounding; the relative difference is printed as a check).
+predictive computed from the tokens alone (docs/codelength.md#per-token), next to the closed form
+computed from the latent records (docs/codelength.md#whole-corpus). They agree to rounding; the
+relative difference is printed as a check.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import synknow
-    from synknow.codelength import _atomic_write_text, closed_form_parts
+    from synknow.codelength import closed_form_parts
+    from synknow.fsutil import atomic_write_text
 
     corpus = synknow.load_corpus(Path(args.path))
     if args.threads is not None and args.threads < 1:
@@ -59,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
         f"{cl.n_entities:,} entities)"
     )
     print(f"total: {cl.total:,.3f} bits ({cl.total / 8e6:,.3f} MB)")
-    print(f"closed form (SPEC 4.2): {parts['total']:,.3f} bits (relative difference {rel:.1e})")
+    print(
+        f"closed form (docs/codelength.md#whole-corpus): {parts['total']:,.3f} bits "
+        f"(relative difference {rel:.1e})"
+    )
     print(f"bits/document: {cl.bits_per_doc:.4f}")
     print(f"bits/token: {cl.bits_per_token:.5f} (all tokens, BOS and EOS included)")
     print(f"{'role':<8} {'tokens':>14} {'bits':>18} {'bits/token':>11} {'share':>7}")
@@ -76,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
         summary = cl.summary()
         summary["closed_form"] = parts
         summary["closed_form_relative_difference"] = rel
-        _atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

@@ -1,64 +1,26 @@
-"""Corpus figures (matplotlib, Agg canvas, PNG written atomically).
+"""Corpus figures: Heaps' law, Zipf's law and counts of counts, each with its theory lines.
 
-A module of small functions: each takes plain arrays (or a :class:`~synknow.Corpus`) and a path,
-draws one figure with the theoretical lines, writes it and returns the path. No global
-matplotlib state is touched (figures are built on an Agg canvas directly, never through
-``pyplot``), so importing this module is safe in any program.
-
->>> import synknow, tempfile, pathlib
->>> corpus = synknow.sample(synknow.presets.bios(), 20_000, seed=1)
->>> with tempfile.TemporaryDirectory() as d:
-...     p = heaps_plot(corpus, pathlib.Path(d) / "heaps.png")
-...     p.stat().st_size > 10_000
-True
+Each function takes a :class:`~synknow.Corpus` and a path, draws one figure, writes it as PNG
+(atomically) and returns the path. The laws are stated in docs/model.md, "4. What the theory
+predicts"; the fits are :mod:`synknow.stats`'s log-log lines.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from synknow import stats
+from synknow import stats, theory
+from synknow.plots._figure import EMPIRICAL, FIT, THEORY, new_figure, save_figure
+from synknow.tokens import log_grid
 
 if TYPE_CHECKING:
     from synknow.corpus import Corpus
 
-__all__ = ["heaps_plot", "zipf_plot", "counts_of_counts_plot", "new_figure", "save_figure"]
-
-EMPIRICAL = "#1f77b4"
-THEORY = "#d62728"
-FIT = "#2ca02c"
-
-
-def new_figure(width: float = 6.0, height: float = 4.2) -> tuple[Any, Any]:
-    """A figure with one axes on an Agg canvas (no pyplot, no global backend switch)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot(1, 1, 1)
-
-
-def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
-    """Writes ``fig`` as PNG to ``path`` atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["heaps_plot", "zipf_plot", "counts_of_counts_plot"]
 
 
 def heaps_plot(
@@ -70,25 +32,22 @@ def heaps_plot(
     """Heaps' law: ``K_n`` against ``n`` (log-log), with the exact ``E[K_n]`` of the PYCRP, the
     asymptote ``Gamma(beta+1)/(alpha Gamma(beta+alpha)) n^alpha`` (``alpha > 0``) and the fitted
     power law."""
-    import math
-
     cfg = corpus.config
     alpha, beta = cfg.alpha, cfg.beta
     k = stats.heaps_curve(corpus.doc_entity)
     n_all = len(k)
-    grid = np.unique(np.geomspace(1, n_all, points).round().astype(np.int64))
+    grid = log_grid(1, n_all, points, integer=True)
     fit = stats.fit_heaps(corpus.doc_entity)
-    expected = stats.expected_entities(grid, alpha, beta)
+    expected = theory.expected_entities(grid, alpha, beta)
     fig, ax = new_figure()
     ax.loglog(grid, k[grid - 1], "o", ms=3.5, color=EMPIRICAL, label="corpus $K_n$")
     ax.loglog(grid, expected, "-", color=THEORY, lw=1.6, label=r"exact $E[K_n]$")
     if alpha > 0:
-        c = math.exp(math.lgamma(beta + 1) - math.lgamma(beta + alpha)) / alpha
         ax.loglog(
-            grid, c * grid.astype(float) ** alpha, ":", color=THEORY, lw=1.4,
+            grid, theory.expected_entities_asymptotic(grid, alpha, beta), ":", color=THEORY, lw=1.4,
             label=rf"asymptote $\propto n^{{{alpha:g}}}$",
         )  # fmt: skip
-    xs = np.geomspace(fit.x_min, fit.x_max, 50)
+    xs = log_grid(fit.x_min, fit.x_max, 50)
     ax.loglog(
         xs, fit.predict(xs), "--", color=FIT, lw=1.4,
         label=f"fit: exponent {fit.exponent:.3f}",
@@ -124,21 +83,21 @@ def zipf_plot(
     except ValueError:
         fit = None
     if fit is not None:
-        xs = np.geomspace(fit.x_min, fit.x_max, 50)
+        xs = log_grid(fit.x_min, fit.x_max, 50)
         ax.loglog(
             xs, fit.predict(xs), "--", color=FIT, lw=2.2, zorder=4,
             label=f"fit on counts {window[0]}-{window[1]}: exponent {fit.exponent:.3f}",
         )  # fmt: skip
         # Theory anchored where the fit window starts (the rank of the lowest fitted count).
         anchor_rank, anchor_count = fit.x_max, float(fit.predict(fit.x_max))
-        cs = np.geomspace(1, counts.max(), 200)
+        cs = log_grid(1, counts.max(), 200)
         log_s = stats.log_fraction_at_least(cs, alpha)
         log_s0 = stats.log_fraction_at_least(np.array([anchor_count]), alpha)[0]
         ax.loglog(
             anchor_rank * np.exp(log_s - log_s0), cs, "-", color=THEORY, lw=1.4,
             label=r"theory: rank $\propto \Gamma(c-\alpha)/\Gamma(c)$",
         )  # fmt: skip
-        rs = np.geomspace(1, ranks.max(), 50)
+        rs = log_grid(1, ranks.max(), 50)
         ax.loglog(
             rs, anchor_count * (rs / anchor_rank) ** (-1 / alpha), ":", color=THEORY, lw=1.4,
             label=rf"asymptote slope $-1/\alpha$ = {-1 / alpha:.3f}",
