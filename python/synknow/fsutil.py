@@ -23,7 +23,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Literal, overload
+from typing import IO, Any, Literal, overload
 
 __all__ = [
     "atomic_writer",
@@ -84,7 +84,7 @@ def atomic_writer(
 ) -> contextlib.AbstractContextManager[IO[bytes]]: ...
 def atomic_writer(
     path: str | os.PathLike[str], binary: bool = False, *, mode: int | None = None
-) -> contextlib.AbstractContextManager[IO[str]] | contextlib.AbstractContextManager[IO[bytes]]:
+) -> contextlib.AbstractContextManager[IO[Any]]:
     """Context manager giving a file object whose contents replace ``path`` on success.
 
     On any exception (``KeyboardInterrupt`` included) the temporary is removed and ``path`` is
@@ -95,12 +95,12 @@ def atomic_writer(
 
 
 @contextlib.contextmanager
-def _atomic_writer(path: Path, binary: bool, mode: int | None) -> Iterator[IO[str] | IO[bytes]]:
+def _atomic_writer(path: Path, binary: bool, mode: int | None) -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / temporary_name(path.name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        f: IO[str] | IO[bytes]
+        f: IO[Any]
         f = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
         with f:
             yield f
