@@ -46,7 +46,9 @@ def frequency_bucket(counts: np.ndarray | int) -> np.ndarray:
     c = arr.astype(np.uint64)
     out = np.zeros(c.shape, dtype=np.int64)
     pos = c > 0
-    bits = np.frexp(c[pos].astype(np.float64))[1].astype(np.int64)
+    # frexp's exponent is the bit length, except where the float rounds c up to a power of
+    # two: 2^64 - 1 becomes 2^64 (exponent 65, and 1 << 64 overflows), so clamp, then correct.
+    bits = np.minimum(np.frexp(c[pos].astype(np.float64))[1].astype(np.int64), 64)
     too_high = (np.uint64(1) << (bits - 1).astype(np.uint64)) > c[pos]
     out[pos] = bits - too_high
     return out
