@@ -39,6 +39,8 @@ _LAZY = {
     "param_count": "model",
     "LoadedRun": "train",
     "TrainingDiverged": "train",
+    "CheckpointError": "train",
+    "RunInUse": "train",
     "load_run": "train",
     "peak_flops": "train",
     "train": "train",
@@ -72,6 +74,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "MODEL_SIZES",
+    "CheckpointError",
     "DataConfig",
     "EvalData",
     "GPT",
@@ -79,6 +82,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
+    "RunInUse",
     "TrainConfig",
     "TrainData",
     "TrainingDiverged",

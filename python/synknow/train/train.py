@@ -22,15 +22,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import math
 import os
 import platform
 import random
+import re
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,11 +40,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 import synknow
 from synknow.corpus import Corpus, load_corpus
+from synknow.fsutil import (
+    atomic_write_text,
+    default_file_mode,
+    remove_stale_temporaries,
+    temporary_name,
+)
 from synknow.provenance import git_info
 from synknow.train.config import ModelConfig, TrainConfig, locate_key
 from synknow.train.data import TrainData, check_split
@@ -55,6 +63,8 @@ __all__ = [
     "load_run",
     "LoadedRun",
     "TrainingDiverged",
+    "CheckpointError",
+    "RunInUse",
     "peak_flops",
     "vocab_hash",
     "git_info",
@@ -72,6 +82,15 @@ PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became NaN/inf; the last good checkpoint is kept."""
+
+
+class CheckpointError(ValueError):
+    """A run directory or checkpoint that cannot be used as it is: truncated or modified files,
+    an invalid ``state.json`` or ``config.json``, or a path that leads out of the run."""
+
+
+class RunInUse(OSError):
+    """Another process holds the run directory's lock (it is training or resuming that run)."""
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -169,18 +188,36 @@ def _autocast_dtype(cfg: str, device: torch.device) -> torch.dtype | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+class RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.lock``, held while a process trains or resumes the
+    run, so that two processes cannot write one run directory. The holder's PID is written into
+    the file for the error message; the kernel drops the lock when the holder exits, however it
+    exits, so a killed run never leaves a stale lock."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunInUse(
+                f"run directory {self.path.parent} is in use by process {holder} (another "
+                "synknow train on the same run); wait for it to finish or choose another run.run_id"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
 
 
 class MetricsLog:
@@ -211,21 +248,111 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+_CHECKPOINT_NAME = re.compile(r"^step_(\d{8,})$")
+# Checkpoint temporaries written before they carried the writer's PID (tempfile.mkdtemp).
+_LEGACY_CHECKPOINT_TMP = re.compile(r"^\.step_\d{8,}\.[a-z0-9_]{8}$")
+
+
 def _checkpoint_dirs(run_dir: Path) -> list[Path]:
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
+    return sorted(
+        p
+        for p in root.iterdir()
+        if _CHECKPOINT_NAME.match(p.name) and p.is_dir() and not p.is_symlink()
+    )
+
+
+def _inside(path: Path, directory: Path, what: str) -> Path:
+    """``path`` if it resolves to an entry directly inside ``directory``; else CheckpointError
+    (a symbolic link or a ``..`` that leads into another run is never followed)."""
+    if path.resolve().parent != directory.resolve():
+        raise CheckpointError(
+            f"{what} {path} leads outside {directory}; a run only uses its own checkpoints"
+        )
+    return path
 
 
 def _latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / "checkpoints" / "latest"
+    root = run_dir / "checkpoints"
+    pointer = root / "latest"
     if pointer.is_file():
-        path = run_dir / "checkpoints" / pointer.read_text().strip()
+        name = _inside(pointer, root, "checkpoint pointer").read_text().strip()
+        if not _CHECKPOINT_NAME.match(name):
+            raise CheckpointError(
+                f"{pointer} names {name[:80]!r}, not a checkpoint directory of this run "
+                "(step_NNNNNNNN)"
+            )
+        path = root / name
         if (path / "state.json").is_file():
-            return path
+            return _inside(path, root, "checkpoint")
     complete = [p for p in _checkpoint_dirs(run_dir) if (p / "state.json").is_file()]
     return complete[-1] if complete else None
+
+
+def _remove_stale_checkpoint_temporaries(run_dir: Path) -> None:
+    """Checkpoints and small files half-written by a killed process. Call with the run lock
+    held: then no other process writes here, and legacy names (no PID) are stale too."""
+    remove_stale_temporaries(run_dir)
+    root = run_dir / "checkpoints"
+    remove_stale_temporaries(root)
+    if root.is_dir():
+        for entry in root.iterdir():
+            if _LEGACY_CHECKPOINT_TMP.match(entry.name) and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def read_state(checkpoint: Path, total_steps: int | None = None) -> dict[str, Any]:
+    """A checkpoint's ``state.json``, checked: types, the step against the directory name and
+    ``[0, total_steps]``, and the SHA-256 of every tensor file against the recorded one."""
+    where = f"checkpoint {checkpoint}"
+    try:
+        state = json.loads((checkpoint / "state.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{where}: cannot read state.json ({e})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}: state.json must hold an object")
+    step, tokens = state.get("step"), state.get("tokens_seen")
+    named = _CHECKPOINT_NAME.match(checkpoint.name)
+    if not _is_int(step) or named is None or int(named.group(1)) != step:
+        raise CheckpointError(f"{where}: state.json step {step!r} does not match the directory")
+    if total_steps is not None and not 0 <= step <= total_steps:
+        raise CheckpointError(f"{where}: step {step} outside [0, {total_steps}] of this run")
+    if not _is_int(tokens) or tokens < 0:
+        raise CheckpointError(f"{where}: tokens_seen {tokens!r} is not a count")
+    rng = state.get("rng")
+    if not isinstance(state.get("param_groups"), list) or not isinstance(rng, dict):
+        raise CheckpointError(f"{where}: state.json lacks param_groups or rng")
+    hashes = state.get("sha256")
+    if hashes is None:  # written before checkpoints carried hashes: nothing to check against
+        return state
+    if not isinstance(hashes, dict) or set(hashes) != set(CHECKPOINT_FILES):
+        raise CheckpointError(f"{where}: state.json sha256 must map {', '.join(CHECKPOINT_FILES)}")
+    for name in CHECKPOINT_FILES:
+        path = _inside(checkpoint / name, checkpoint, "checkpoint file")
+        if not path.is_file():
+            raise CheckpointError(f"{where}: {name} is missing")
+        if _sha256(path) != hashes[name]:
+            raise CheckpointError(
+                f"{where}: {name} does not match the hash recorded when it was written (a "
+                "truncated or modified file); remove this checkpoint directory to use the one "
+                "before it"
+            )
+    return state
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
@@ -282,25 +409,120 @@ def _save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{state['step']:08d}"
     final = root / name
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    # PID-tagged (stale ones are recognisable) and created by mkdir, so that its mode follows
+    # the umask like every other output (mkdtemp makes 0700 directories).
+    tmp = root / temporary_name(name)
+    tmp.mkdir()
     try:
         save_model(model, str(tmp / "model.safetensors"))
         tensors, groups = _optimizer_tensors(opt)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         rng_tensors, rng_plain = _rng_state()
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
-        payload = {**state, "param_groups": groups, "rng": rng_plain}
-        (tmp / "state.json").write_text(json.dumps(payload, default=_json_default))
+        for f in CHECKPOINT_FILES:  # safetensors creates 0600 files; follow the umask
+            os.chmod(tmp / f, default_file_mode())
+        hashes = {f: _sha256(tmp / f) for f in CHECKPOINT_FILES}
+        payload = {**state, "param_groups": groups, "rng": rng_plain, "sha256": hashes}
+        atomic_write_text(tmp / "state.json", json.dumps(payload, default=_json_default))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except SafetensorError as e:  # e.g. a full disk; not an OSError subclass
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(f"cannot write checkpoint {final}: {e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _atomic_write_text(root / "latest", name + "\n")
+    atomic_write_text(root / "latest", name + "\n")
     for old in _checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def restore_checkpoint(
+    checkpoint: Path,
+    state: dict[str, Any],
+    model: nn.Module,
+    opt: torch.optim.Optimizer | None,
+    device: torch.device | str = "cpu",
+) -> None:
+    """Loads a checkpoint's weights (and, with ``opt``, the optimiser and RNG states)."""
+    try:
+        load_model(model, str(checkpoint / "model.safetensors"), device=str(device))
+        if opt is not None:
+            tensors = load_file(str(checkpoint / "optimizer.safetensors"))
+            _load_optimizer(opt, tensors, state["param_groups"])
+            _set_rng_state(load_file(str(checkpoint / "rng.safetensors")), state["rng"])
+    except (SafetensorError, OSError, RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} cannot be restored: {_one_line(e)}"
+        ) from None
+
+
+def read_run_record(run_dir: Path) -> tuple[dict[str, Any], TrainConfig]:
+    """A run directory's ``config.json`` (checked) and the configuration it holds."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"not a run directory (no config.json): {run_dir}")
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read it ({e})") from None
+    corpus = stored.get("corpus") if isinstance(stored, dict) else None
+    keys = ("n_docs", "config", "vocab_size", "vocab_hash")
+    if not (
+        isinstance(stored, dict)
+        and isinstance(stored.get("train"), dict)
+        and _is_int(stored.get("n_test"))
+        and isinstance(corpus, dict)
+        and all(k in corpus for k in keys)
+    ):
+        raise CheckpointError(
+            f"{path} is not a run record (an object with train, corpus and n_test)"
+        )
+    try:
+        cfg = TrainConfig.from_dict(stored["train"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return stored, cfg
+
+
+def _memory_estimate(m: ModelConfig, micro: int, isolated: bool) -> int:
+    """A lower bound on the bytes one training micro-step needs (float32): the parameters with
+    their gradients and two AdamW moments, four int64 input rows, and per layer the few
+    d_model- and d_mlp-wide activations autograd keeps; the per-document mask with isolation."""
+    assert m.d_model and m.n_layer and m.d_mlp and m.vocab_size
+    params = m.n_layer * (4 * m.d_model**2 + 2 * m.d_model * m.d_mlp)
+    params += m.vocab_size * m.d_model * (1 if m.tie_embeddings else 2)
+    tokens = micro * m.context_length
+    per_token = 32 + m.n_layer * 4 * (6 * m.d_model + 2 * m.d_mlp)
+    mask = micro * m.context_length**2 if isolated else 0
+    return 16 * params + tokens * per_token + mask
+
+
+def _device_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_memory(m: ModelConfig, micro: int, isolated: bool, device: torch.device) -> None:
+    need, have = _memory_estimate(m, micro, isolated), _device_memory(device)
+    if have is not None and need > have:
+        raise ValueError(
+            f"a micro-batch of {micro} windows of model.context_length={m.context_length} "
+            f"tokens needs at least {need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
+            f"of this {device.type}; lower optim.micro_batch_size (or optim.batch_size), "
+            "model.context_length or the model size"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,11 +627,7 @@ def train(
     Raises :class:`TrainingDiverged` if the loss or gradient norm becomes non-finite.
     """
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"not a run directory (no config.json): {run_dir}")
-        stored = json.loads((run_dir / "config.json").read_text())
-        base = TrainConfig.from_dict(stored["train"])
+        _, base = read_run_record(Path(resume))
         allowed = {
             "progress",
             "eval_interval",
@@ -439,7 +657,9 @@ def train(
 
     ddp = _init_distributed(cfg.run.device)
     try:
-        return _train(cfg, ddp, corpus, Path(resume) if resume is not None else None, stop_at)
+        with contextlib.ExitStack() as held:
+            resume_dir = Path(resume) if resume is not None else None
+            return _train(cfg, ddp, corpus, resume_dir, stop_at, held)
     finally:
         if ddp.owns_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -451,6 +671,7 @@ def _train(
     corpus: Corpus | None,
     resume_dir: Path | None,
     stop_at: int | None,
+    held: contextlib.ExitStack,
 ) -> Path:
     device = _pick_device(cfg.run.device, ddp)
     amp = _autocast_dtype(cfg.run.dtype, device)
@@ -460,7 +681,7 @@ def _train(
         corpus = _open_corpus(cfg.data.corpus)
     identity = _corpus_identity(corpus)
     if resume_dir is not None:
-        stored = json.loads((resume_dir / "config.json").read_text())
+        stored, _ = read_run_record(resume_dir)
         _check_vocab(stored["corpus"], corpus, f"run {resume_dir}")
         for key in ("n_docs", "config"):
             if stored["corpus"][key] != identity[key]:
@@ -485,6 +706,7 @@ def _train(
         ),
     )
     micro, accum = cfg.optim.accumulation(ddp.world)
+    _check_memory(mcfg, micro, cfg.data.doc_attention == "isolated", device)
     data = TrainData(corpus, n_train, mcfg.context_length, shuffle_seed=cfg.data.shuffle_seed)
     stream_windows = data.stream_windows(cfg.data.epochs)
     if cfg.optim.max_steps is not None:
@@ -494,9 +716,13 @@ def _train(
         total_steps = data.steps_for(cfg.data.epochs, cfg.optim.batch_size)
         limit = stream_windows
 
-    # ---- run directory (rank 0 names it; everyone agrees) ----
+    # ---- run directory (rank 0 names it and holds its lock; everyone agrees) ----
     if resume_dir is not None:
         run_dir = resume_dir
+        if ddp.main:
+            held.enter_context(RunLock(run_dir))
+            _remove_stale_checkpoint_temporaries(run_dir)
+        ddp.barrier()
     else:
         run_id = cfg.run.run_id or _new_run_id(cfg)
         if ddp.world > 1:
@@ -505,14 +731,16 @@ def _train(
             run_id = box[0]
         run_dir = Path(cfg.run.out_dir) / run_id
         if ddp.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            held.enter_context(RunLock(run_dir))
             if (run_dir / "config.json").exists():
                 raise FileExistsError(
                     f"run directory {run_dir} already holds a run; choose another run.run_id or "
                     "resume it"
                 )
-            run_dir.mkdir(parents=True, exist_ok=True)
+            _remove_stale_checkpoint_temporaries(run_dir)
             record = {"train": cfg.to_dict(), "corpus": identity, "n_test": n_test}
-            _atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
+            atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
         ddp.barrier()
 
     # ---- model, optimiser, state ----
@@ -525,12 +753,8 @@ def _train(
     if resume_dir is not None:
         if checkpoint is None:
             raise ValueError(f"cannot resume {run_dir}: it has no complete checkpoint")
-        state = json.loads((checkpoint / "state.json").read_text())
-        load_model(model, str(checkpoint / "model.safetensors"), device=str(device))
-        _load_optimizer(
-            opt, load_file(str(checkpoint / "optimizer.safetensors")), state["param_groups"]
-        )
-        _set_rng_state(load_file(str(checkpoint / "rng.safetensors")), state["rng"])
+        state = read_state(checkpoint, total_steps)
+        restore_checkpoint(checkpoint, state, model, opt, device)
         step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
     train_step: nn.Module = _TrainStep(
         model, cfg.data.doc_attention == "isolated", cfg.run.loss_impl
@@ -745,7 +969,7 @@ def _train(
             report = run_eval(step, final=True)
             if ddp.main and report is not None:
                 text = json.dumps({"step": step, **report}, indent=2, default=_json_default)
-                _atomic_write_text(run_dir / "eval.json", text + "\n")
+                atomic_write_text(run_dir / "eval.json", text + "\n")
             log.write({"type": "end", "step": step, "tokens": tokens_seen})
         else:
             log.write({"type": "stopped", "step": step})
@@ -817,17 +1041,16 @@ def load_run(
     vocabulary (else ``ValueError``).
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"not a run directory (no config.json): {run_dir}")
-    stored = json.loads((run_dir / "config.json").read_text())
-    cfg = TrainConfig.from_dict(stored["train"])
+    stored, cfg = read_run_record(run_dir)
     if step is None:
         checkpoint = _latest_checkpoint(run_dir)
         if checkpoint is None:
             raise ValueError(f"run {run_dir} has no complete checkpoint")
     else:
         checkpoint = run_dir / "checkpoints" / f"step_{step:08d}"
-        if not (checkpoint / "state.json").is_file():
+        if (checkpoint / "state.json").is_file():
+            _inside(checkpoint, run_dir / "checkpoints", "checkpoint")
+        else:
             have = ", ".join(p.name for p in _checkpoint_dirs(run_dir)) or "none"
             raise ValueError(f"run {run_dir} has no checkpoint at step {step} (have: {have})")
     if corpus is None:
@@ -839,9 +1062,9 @@ def load_run(
     elif not isinstance(corpus, Corpus):
         corpus = load_corpus(corpus)
     _check_vocab(stored["corpus"], corpus, f"run {run_dir}")
-    state = json.loads((checkpoint / "state.json").read_text())
+    state = read_state(checkpoint)
     model = GPT(cfg.model)
-    load_model(model, str(checkpoint / "model.safetensors"))
+    restore_checkpoint(checkpoint, state, model, None)
     model.to(device).eval()
     n_test = int(stored["n_test"])
     n_train = int(cfg.data.n_train or corpus.n_docs - n_test)
