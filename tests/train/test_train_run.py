@@ -146,7 +146,7 @@ def test_single_epoch_covers_every_training_target_once(corpus, tmp_path):
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint(corpus, tmp_path, monkeypatch):
     """The first SIGINT is deferred to the end of the optimiser step; a checkpoint is written,
     KeyboardInterrupt propagates, and the run resumes to completion."""
-    train_module = importlib.import_module("synknow.train.train")
+    train_module = importlib.import_module("synknow.train.loop")
 
     class InterruptAfter(train_module._DeferredInterrupt):
         checks = 0
@@ -179,7 +179,7 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint(corpus, tmp_path, monkeyp
 
 
 def test_second_ctrl_c_interrupts_at_once():
-    deferred = importlib.import_module("synknow.train.train")._DeferredInterrupt
+    deferred = importlib.import_module("synknow.train.loop")._DeferredInterrupt
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), deferred() as interrupt:
         os.kill(os.getpid(), signal.SIGINT)

@@ -18,8 +18,6 @@ from synknow import cli
 from synknow.train import CheckpointError, RunInUse, TrainConfig, load_run, train
 from synknow.train import train as train_fn
 
-TRAIN_MODULE = "synknow.train.train"
-
 
 def one_line_error(argv: list[str], capsys) -> str:
     assert cli.main(argv) == 2
@@ -99,7 +97,7 @@ def test_wrong_types_are_one_line_errors(tmp_path, capsys):
 def hold_lock(run_dir: Path) -> subprocess.Popen:
     """Another process holding the run's lock, as a concurrent ``synknow train`` would."""
     code = (
-        f"import sys, time; from {TRAIN_MODULE} import RunLock; from pathlib import Path\n"
+        "import sys, time; from synknow.train.rundir import RunLock; from pathlib import Path\n"
         f"with RunLock(Path({str(run_dir)!r})):\n"
         "    print('locked', flush=True); time.sleep(120)\n"
     )
@@ -225,7 +223,7 @@ def test_full_disk_while_checkpointing_is_a_one_line_error(
 ):
     import importlib
 
-    module = importlib.import_module(TRAIN_MODULE)
+    module = importlib.import_module("synknow.train.checkpoint")
 
     def full_disk(*args, **kwargs):
         raise SafetensorError("Error while serializing: IoError(No space left on device)")
