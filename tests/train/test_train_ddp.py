@@ -1,10 +1,27 @@
-"""DDP: two CPU processes (gloo) under torchrun match a single process within tolerance."""
+"""DDP: two CPU processes (gloo) under torchrun train the same model as a single process.
+
+Why float64. DDP's contract is that the all-reduced gradient equals the single-process gradient
+of the global batch; the two differ only in the order in which per-token terms are summed
+(each rank sums its own windows, then gloo adds the two halves). In float32 that reordering
+changes a gradient coordinate by up to about n u sum|terms| (n = 512 target tokens per step,
+u = 2^-24 = 6e-8), and AdamW divides by sqrt(v) + eps (eps = 1e-8): in a coordinate whose
+gradient nearly cancels, an absolute difference of 1e-10 becomes an update difference of
+lr * 1e-10 / 1e-8 = 1e-4 after one step, above any tolerance that would still catch a wrong
+gradient. Which coordinates nearly cancel depends on the CPU's matmul blocking, so the float32
+comparison passed on one CPU model and failed on another. In float64 (u = 2^-53 = 1.1e-16) the
+same bound gives an absolute gradient difference below 512 * 1.1e-16 * sum|terms| ~ 1e-13
+(terms are O(1e-3) here, so in fact ~1e-16), at most 1e-5 after the 1/eps amplification,
+times lr = 0.01 and 6 steps: parameters agree to far better than the 1e-9 used below, while a
+wrong gradient (a missing world-size factor, ranks reading the same windows, no all-reduce)
+moves them by about lr = 1e-2.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +30,19 @@ from safetensors.torch import load_file
 from synknow.train import train
 
 STEPS = 6
+WORKER = Path(__file__).with_name("_ddp_float64.py")
+
+
+@pytest.fixture
+def float64_default():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_single_process(corpus, corpus_dir, tmp_path):
+def test_two_process_ddp_matches_single_process(corpus, corpus_dir, tmp_path, float64_default):
     common = {
         "data": {"n_test": 40},
         "optim": {"max_steps": STEPS, "batch_size": 8, "warmup_steps": 2},
@@ -26,7 +52,7 @@ def test_two_process_ddp_matches_single_process(corpus, corpus_dir, tmp_path):
 
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "synknow.train", "--corpus", str(corpus_dir),
+        str(WORKER), "--corpus", str(corpus_dir),
         "model.size=tiny", "model.context_length=64", "data.n_test=40",
         "optim.lr=0.01", f"optim.max_steps={STEPS}", "optim.batch_size=8",
         "optim.warmup_steps=2", "run.device=cpu", "run.progress=false", "run.log_interval=1",
@@ -46,15 +72,18 @@ def test_two_process_ddp_matches_single_process(corpus, corpus_dir, tmp_path):
     b = load_file(str(ddp / "checkpoints" / f"step_{STEPS:08d}" / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
-    la = [r["loss"] for r in records(single, "train")]
-    lb = [r["loss"] for r in records(ddp, "train")]
-    assert len(la) == len(lb) == STEPS
-    assert lb == pytest.approx(la, rel=1e-5)
-    # Adam is blind to a constant gradient scale, so check the all-reduced gradient itself.
-    ga = [r["grad_norm"] for r in records(single, "train")]
-    gb = [r["grad_norm"] for r in records(ddp, "train")]
-    assert gb == pytest.approx(ga, rel=1e-4)
+        assert a[k].dtype == b[k].dtype == torch.float64, k
+        # Tolerances from the float64 bound in the module docstring (1e-5 * lr * steps, with
+        # a wide margin); a broken gradient moves parameters by ~lr = 1e-2.
+        torch.testing.assert_close(b[k], a[k], rtol=1e-9, atol=1e-9, msg=k)
+    # Losses and gradient norms are sums over 512 tokens: float64 reordering changes them by
+    # ~1e-13 relative. Adam is blind to a constant gradient scale, so the gradient norm is
+    # what checks the all-reduced gradient's scale (a missing 1/world factor doubles it).
+    for key in ("loss", "grad_norm"):
+        la = [r[key] for r in records(single, "train")]
+        lb = [r[key] for r in records(ddp, "train")]
+        assert len(la) == len(lb) == STEPS
+        assert lb == pytest.approx(la, rel=1e-9), key
     assert [r["tokens"] for r in records(ddp, "train")] == [
         r["tokens"] for r in records(single, "train")
     ]

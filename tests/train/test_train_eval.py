@@ -11,6 +11,11 @@ from synknow.train import GPT, ModelConfig, evaluate, format_report
 from synknow.train.eval import token_stats
 
 N_TRAIN, N_TEST = 2000, 60
+# Logits here are O(1..10) and reach the evaluation through float32 matmuls whose blocking
+# depends on the batch shape and the CPU, so a logit can move by ~1e-5 between two correct
+# computations. Where the top two logits are closer than this margin, which one is the argmax
+# (and so the tie-rule credit) is a rounding accident: such rows are compared separately.
+TIE_MARGIN = 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +32,7 @@ def reference(model: GPT, corpus) -> dict[str, np.ndarray]:
     lo, hi = corpus.vocab.value_range.start, corpus.vocab.value_range.stop
     counts = corpus.entity_counts_at(N_TRAIN)
     out: dict[str, list] = {
-        k: [] for k in ("nll", "ent", "pmax", "mass", "credit", "role", "count")
+        k: [] for k in ("nll", "ent", "pmax", "mass", "credit", "gap", "role", "count")
     }
     out["doc_len"] = []
     for doc in range(corpus.n_docs - N_TEST, corpus.n_docs):
@@ -44,6 +49,8 @@ def reference(model: GPT, corpus) -> dict[str, np.ndarray]:
         out["mass"].append(p[:, lo:hi].sum(1).numpy())
         tied = z == z.max(1, keepdim=True).values
         out["credit"].append((tied[torch.arange(len(t)), t] / tied.sum(1)).double().numpy())
+        top2 = z.topk(2, dim=1).values
+        out["gap"].append((top2[:, 0] - top2[:, 1]).numpy())
         out["role"].append(np.asarray(corpus.roles[start + 1 : start + x.shape[1]]))
         out["count"].append(np.full(len(t), counts[corpus.doc_entity[doc]]))
         out["doc_len"].append(x.shape[1])
@@ -60,8 +67,12 @@ def test_report_equals_direct_pytorch_computation(model, corpus):
     np.testing.assert_allclose(tok["value_mass"], ref["mass"], rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(tok["role"], ref["role"])
     value = ref["role"] == 3
-    np.testing.assert_array_equal(tok["credit"][value], ref["credit"][value])
+    clear = value & (ref["gap"] > TIE_MARGIN)
+    assert clear.sum() > 0.98 * value.sum()  # near-ties are rare in a random model
+    np.testing.assert_array_equal(tok["credit"][clear], ref["credit"][clear])
     assert np.isnan(tok["credit"][~value]).all()
+    # A near-tie row can swing a mean by at most 1 / (rows averaged); no more than that.
+    swing = (value & ~clear).sum()
 
     n_tokens, n_docs = ref["doc_len"].sum(), N_TEST
     assert rep["n_tokens"] == n_tokens and rep["n_test_docs"] == n_docs
@@ -74,7 +85,9 @@ def test_report_equals_direct_pytorch_computation(model, corpus):
         assert rep["roles"][name]["tokens"] == denom
         assert rep["roles"][name]["bits"] == pytest.approx(ref["nll"][sel].sum() / denom, rel=1e-6)
     v = rep["value"]
-    assert v["accuracy"] == pytest.approx(ref["credit"][value].mean(), abs=1e-12)
+    assert v["accuracy"] == pytest.approx(
+        ref["credit"][value].mean(), abs=1e-12 + swing / value.sum()
+    )
     assert v["confidence"] == pytest.approx(ref["pmax"][value].mean(), rel=1e-5)
     assert v["mass"] == pytest.approx(ref["mass"][value].mean(), rel=1e-5)
     # Buckets: recompute from the counts.
@@ -86,17 +99,26 @@ def test_report_equals_direct_pytorch_computation(model, corpus):
         sel = bucket == k
         assert b["value_tokens"] == (sel & value).sum() > 0, label
         assert b["value_bits"] == pytest.approx(ref["nll"][sel & value].mean(), rel=1e-5)
-        assert b["value_accuracy"] == pytest.approx(ref["credit"][sel & value].mean())
+        assert b["value_accuracy"] == pytest.approx(
+            ref["credit"][sel & value].mean(), abs=1e-12 + swing / (sel & value).sum()
+        )
         total_docs += b["docs"]
     assert total_docs == n_docs
     assert "bits/token" in format_report(rep)
 
 
 def test_batch_size_does_not_change_the_numbers(model, corpus):
-    a = evaluate(model, corpus, N_TRAIN, N_TEST, batch_size=7, bayes=False)
-    b = evaluate(model, corpus, N_TRAIN, N_TEST, batch_size=60, bayes=False)
+    """Batch shapes change only float32 rounding (see TIE_MARGIN): the credit of every row
+    with a clear argmax is the same, and the accuracy moves by at most the near-tie rows."""
+    a = evaluate(model, corpus, N_TRAIN, N_TEST, batch_size=7, bayes=False, per_token=True)
+    b = evaluate(model, corpus, N_TRAIN, N_TEST, batch_size=60, bayes=False, per_token=True)
     assert a["bits_per_token"] == pytest.approx(b["bits_per_token"], rel=1e-6)
-    assert a["value"]["accuracy"] == b["value"]["accuracy"]
+    ref = reference(model, corpus)
+    value = ref["role"] == 3
+    clear = value & (ref["gap"] > TIE_MARGIN)
+    np.testing.assert_array_equal(a["tokens"]["credit"][clear], b["tokens"]["credit"][clear])
+    swing = (value & ~clear).sum() / value.sum()
+    assert a["value"]["accuracy"] == pytest.approx(b["value"]["accuracy"], abs=1e-12 + swing)
 
 
 def test_tie_rule_credits_one_over_the_number_tied():

@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from synknow.fsutil import atomic_write_text
     from synknow.train import evaluate, format_report, load_run
-    from synknow.train.train import _atomic_write_text
 
     if args.max_docs is not None and args.max_docs < 1:
         raise ValueError(f"--max-docs must be >= 1, got {args.max_docs}")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     )
     record = {"step": loaded.step, "checkpoint": str(loaded.checkpoint), **report}
     text = json.dumps(record, indent=2)
-    _atomic_write_text(loaded.run_dir / f"eval_step_{loaded.step:08d}.json", text + "\n")
+    atomic_write_text(loaded.run_dir / f"eval_step_{loaded.step:08d}.json", text + "\n")
     with open(loaded.run_dir / "metrics.jsonl", "a") as f:
         f.write(
             json.dumps({"type": "eval", "source": "synknow eval", "final": True, **record}) + "\n"

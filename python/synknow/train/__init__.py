@@ -10,6 +10,10 @@ Public API::
 ``train(resume=run_dir)`` continues an interrupted run exactly. Under
 ``torchrun --nproc_per_node=K -m synknow.train ...`` every rank runs the same command.
 See ``docs/training.md``.
+
+Modules: ``config`` (the run configuration), ``data`` (windows and evaluation batches),
+``model`` (the GPT), ``eval`` (the evaluation report), ``loop`` (:func:`train`),
+``checkpoint``, ``distributed`` and ``rundir`` (run directories and :func:`load_run`).
 """
 
 import sys
@@ -32,31 +36,20 @@ _LAZY = {
     "bucket_label": "data",
     "frequency_bucket": "data",
     "bayes_reference": "eval",
+    "bayes_test_code_lengths": "eval",
     "evaluate": "eval",
     "format_report": "eval",
     "GPT": "model",
     "flops_per_token": "model",
     "param_count": "model",
-    "LoadedRun": "train",
-    "TrainingDiverged": "train",
-    "load_run": "train",
-    "peak_flops": "train",
-    "train": "train",
+    "TrainingDiverged": "loop",
+    "peak_flops": "loop",
+    "train": "loop",
+    "CheckpointError": "checkpoint",
+    "LoadedRun": "rundir",
+    "RunInUse": "rundir",
+    "load_run": "rundir",
 }
-
-
-class _TrainPackage(types.ModuleType):
-    """Keeps ``synknow.train.train`` the training *function*, as the eager imports used to: the
-    import system binds every loaded submodule as a package attribute, and loading the
-    submodule ``train`` (from wherever it is first imported) would otherwise shadow it."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "train" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _TrainPackage
 
 
 def __getattr__(name: str) -> object:
@@ -70,8 +63,30 @@ def __getattr__(name: str) -> object:
     return value
 
 
+def _from_split_modules(name: str) -> object:
+    """A name of the former ``synknow.train.train`` module, from where it lives now."""
+    import importlib
+
+    if name.startswith("__"):  # introspection (inspect.getmodule probes __file__ of every
+        raise AttributeError(name)  # module in sys.modules) must not import torch
+    for home in ("loop", "checkpoint", "rundir", "distributed"):
+        module = importlib.import_module(f"{__name__}.{home}")
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(f"module 'synknow.train.train' has no attribute {name!r}")
+
+
+# ``synknow.train.train`` as a module path: until the loop moved to ``loop.py`` it named the
+# training module, and ``from synknow.train.train import load_run`` keeps working. It is only
+# an entry of ``sys.modules`` (no file), so importing it never rebinds the package attribute
+# ``train``, which stays the function; names resolve lazily, without torch.
+_former = types.ModuleType(f"{__name__}.train", "Former path of synknow.train.loop.")
+_former.__getattr__ = _from_split_modules  # type: ignore[method-assign]
+sys.modules.setdefault(_former.__name__, _former)
+
 __all__ = [
     "MODEL_SIZES",
+    "CheckpointError",
     "DataConfig",
     "EvalData",
     "GPT",
@@ -79,10 +94,12 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
+    "RunInUse",
     "TrainConfig",
     "TrainData",
     "TrainingDiverged",
     "bayes_reference",
+    "bayes_test_code_lengths",
     "bucket_label",
     "evaluate",
     "flops_per_token",

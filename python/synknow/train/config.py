@@ -66,6 +66,16 @@ MODEL_SIZES: dict[str, tuple[int, int, int]] = {
 class _Section:
     """Shared validation and (de)serialisation for the four sections."""
 
+    _section: typing.ClassVar[str]
+
+    def _check_types(self) -> None:
+        # Direct construction (``DataConfig(corpus=5)``) skips from_dict: check the hints here
+        # too, so a wrong type is a one-line error instead of a traceback deep in training.
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = _coerce(f"{self._section}.{f.name}", getattr(self, f.name), hints[f.name])
+            object.__setattr__(self, f.name, value)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
@@ -113,12 +123,29 @@ def _is_union(hint: Any) -> bool:
     return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
-def _positive(key: str, value: float | int | None, *, allow_zero: bool = False) -> None:
+def _positive(
+    key: str, value: float | int | None, *, allow_zero: bool = False, at_most: float | None = None
+) -> None:
     if value is None:
         return
     if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{key} must be {bound}, got {value!r}")
+    if at_most is not None and value > at_most:
+        bound = f"{at_most:g}" if isinstance(at_most, float) else f"{at_most:,}"
+        raise ValueError(f"{key} must be at most {bound}, got {value!r}")
+
+
+# Upper bounds. They keep every value inside what the arithmetic and the machine can represent;
+# none is close to a useful setting.
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
+MAX_THREADS = 1024  # torch.set_num_threads(100000) crashes the process (segfault)
+MAX_CONTEXT = 2**20  # tokens per window; the rotary tables alone hold context x head_dim
+MAX_BATCH = 2**20  # windows per optimiser step; the loop walks each window in Python
+MAX_EPOCHS = 10_000  # every epoch is packed (a Python pass over the training documents)
+# AdamW moves a parameter by about lr per step, and float32/bfloat16 arithmetic must hold
+# lr / (1 - beta1) (at most 1e6 / 1.1e-16 ~ 1e22 < 3.4e38); lr = 1e6 already diverges at once.
+MAX_LR = 1e6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,19 +168,23 @@ class ModelConfig(_Section):
     dropout: float = 0.0
     init_std: float = 0.02
 
+    _section = "model"
+
     def __post_init__(self) -> None:
+        self._check_types()
         if self.size is not None and self.size not in MODEL_SIZES:
             raise ValueError(
                 f"model.size must be one of {', '.join(MODEL_SIZES)}, got {self.size!r}"
             )
-        for key in ("n_layer", "n_head", "d_model", "d_mlp", "context_length", "vocab_size"):
+        for key in ("n_layer", "n_head", "d_model", "d_mlp", "vocab_size"):
             _positive(f"model.{key}", getattr(self, key))
+        _positive("model.context_length", self.context_length, at_most=MAX_CONTEXT)
         if self.norm not in ("rmsnorm", "layernorm"):
             raise ValueError(f"model.norm must be 'rmsnorm' or 'layernorm', got {self.norm!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        _positive("model.rope_base", self.rope_base)
-        _positive("model.init_std", self.init_std)
+        _positive("model.rope_base", self.rope_base, at_most=1e12)  # used: 1e4 .. 5e8
+        _positive("model.init_std", self.init_std, at_most=10.0)
         if self.n_head is not None and self.d_model is not None:
             if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
                 raise ValueError(
@@ -198,11 +229,14 @@ class DataConfig(_Section):
     # evaluation and the Bayes reference see); "packed": plain causal attention over the window.
     doc_attention: str = "isolated"
 
+    _section = "data"
+
     def __post_init__(self) -> None:
+        self._check_types()
         _positive("data.n_train", self.n_train)
         _positive("data.n_test", self.n_test)
-        _positive("data.epochs", self.epochs)
-        _positive("data.shuffle_seed", self.shuffle_seed, allow_zero=True)
+        _positive("data.epochs", self.epochs, at_most=MAX_EPOCHS)
+        _positive("data.shuffle_seed", self.shuffle_seed, allow_zero=True, at_most=MAX_SEED)
         if self.doc_attention not in ("isolated", "packed"):
             raise ValueError(
                 f"data.doc_attention must be 'isolated' or 'packed', got {self.doc_attention!r}"
@@ -230,19 +264,23 @@ class OptimConfig(_Section):
     max_steps: int | None = None  # default: data.epochs passes over the training windows
     fused: bool | None = None  # fused AdamW; default on where supported
 
+    _section = "optim"
+
     def __post_init__(self) -> None:
-        _positive("optim.lr", self.lr)
+        self._check_types()
+        _positive("optim.lr", self.lr, at_most=MAX_LR)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         _positive("optim.warmup_steps", self.warmup_steps, allow_zero=True)
-        _positive("optim.weight_decay", self.weight_decay, allow_zero=True)
+        # Decoupled decay scales parameters by 1 - lr * weight_decay per step.
+        _positive("optim.weight_decay", self.weight_decay, allow_zero=True, at_most=100.0)
         for key in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"optim.{key} must be in [0, 1), got {getattr(self, key)}")
-        _positive("optim.eps", self.eps)
+        _positive("optim.eps", self.eps, at_most=1.0)
         _positive("optim.grad_clip", self.grad_clip, allow_zero=True)
-        _positive("optim.batch_size", self.batch_size)
-        _positive("optim.micro_batch_size", self.micro_batch_size)
+        _positive("optim.batch_size", self.batch_size, at_most=MAX_BATCH)
+        _positive("optim.micro_batch_size", self.micro_batch_size, at_most=MAX_BATCH)
         _positive("optim.max_steps", self.max_steps)
 
     def accumulation(self, world_size: int) -> tuple[int, int]:
@@ -286,7 +324,10 @@ class RunConfig(_Section):
     num_threads: int | None = None  # torch CPU threads
     loss_impl: str = "auto"  # synknow_kernels impl: "auto", "triton", "torch"
 
+    _section = "run"
+
     def __post_init__(self) -> None:
+        self._check_types()
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"run.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.loss_impl not in ("auto", "triton", "torch"):
@@ -297,12 +338,12 @@ class RunConfig(_Section):
             not self.run_id or "/" in self.run_id or self.run_id.startswith(".")
         ):
             raise ValueError(f"run.run_id must be a plain directory name, got {self.run_id!r}")
-        _positive("run.seed", self.seed, allow_zero=True)
+        _positive("run.seed", self.seed, allow_zero=True, at_most=MAX_SEED)
         for key in ("log_interval", "eval_docs", "eval_batch_size", "keep_checkpoints"):
             _positive(f"run.{key}", getattr(self, key))
         for key in ("eval_interval", "checkpoint_interval"):
             _positive(f"run.{key}", getattr(self, key), allow_zero=True)
-        _positive("run.num_threads", self.num_threads)
+        _positive("run.num_threads", self.num_threads, at_most=MAX_THREADS)
 
 
 _SECTIONS: dict[str, type[_Section]] = {

@@ -34,10 +34,15 @@ import torch
 
 from synknow.corpus import Corpus
 
+# Special tokens and frequency buckets have one definition, in synknow.tokens; the names stay
+# importable from here.
+from synknow.tokens import BOS, EOS, IGNORE, PAD, bucket_label, frequency_bucket
+
 __all__ = [
     "IGNORE",
     "PAD",
     "BOS",
+    "EOS",
     "TrainBatch",
     "TrainData",
     "EvalBatch",
@@ -46,9 +51,6 @@ __all__ = [
     "frequency_bucket",
     "bucket_label",
 ]
-
-IGNORE = -100  # target id skipped by the loss
-PAD, BOS, EOS = 0, 1, 2
 
 
 def check_split(corpus: Corpus, n_train: int | None, n_test: int) -> tuple[int, int]:
@@ -71,23 +73,6 @@ def check_split(corpus: Corpus, n_train: int | None, n_test: int) -> tuple[int, 
             "split is the last n_test documents and must not overlap the training prefix)"
         )
     return n_train, n_test
-
-
-def frequency_bucket(counts: np.ndarray) -> np.ndarray:
-    """SPEC 3.6 buckets of training counts: 0 -> 0, 1 -> 1, 2-3 -> 2, 4-7 -> 3, ..."""
-    counts = np.asarray(counts, dtype=np.int64)
-    out = np.zeros(counts.shape, dtype=np.int64)
-    pos = counts > 0
-    out[pos] = np.floor(np.log2(counts[pos])).astype(np.int64) + 1
-    return out
-
-
-def bucket_label(bucket: int) -> str:
-    """``0 -> "0"``, ``1 -> "1"``, ``2 -> "2-3"``, ``3 -> "4-7"``, ..."""
-    if bucket <= 1:
-        return str(bucket)
-    lo = 1 << (bucket - 1)
-    return f"{lo}-{2 * lo - 1}"
 
 
 @dataclasses.dataclass

@@ -26,12 +26,14 @@ import numpy as np
 import torch
 
 from synknow.corpus import ROLE_NAMES, Corpus
-from synknow.train.data import IGNORE, EvalData, bucket_label
-from synknow.train.model import GPT, kernels
+from synknow.tokens import IGNORE, bucket_label
+from synknow.train.data import EvalData
+from synknow.train.model import GPT, announce_fallback, kernels
 
 __all__ = [
     "evaluate",
     "token_stats",
+    "bayes_test_code_lengths",
     "bayes_reference",
     "bayes_summary",
     "format_report",
@@ -70,6 +72,7 @@ def token_stats(
             "value_mass": s.range_mass,
         }
     else:  # pragma: no cover - only without synknow_kernels
+        announce_fallback(impl)
         out = _token_stats_torch(hidden, weight, targets, value_range)
     out = {k: v.detach().cpu() for k, v in out.items()}
     out = {k: (v if k == "argmax" else v.double()) for k, v in out.items()}
@@ -138,8 +141,8 @@ def evaluate(
             ``max_prob``, ``argmax``, ``value_mass``, ``credit``; ``credit`` is NaN off value
             tokens).
         bayes: ``True``: include the Bayes-optimal reference of the same documents
-            (:func:`bayes_reference`, computed here) when the code-length engine is available;
-            a precomputed :func:`bayes_reference` (cheaper for repeated evaluations); or
+            (:func:`bayes_test_code_lengths`, computed here) when the code-length engine is
+            available; a precomputed one (cheaper for repeated evaluations); or
             ``False``/``None``.
 
     Returns:
@@ -206,7 +209,7 @@ def evaluate(
     tok["credit"] = np.where(is_value, tok.pop("top_credit"), np.nan)
     report = _aggregate(tok, data)
     if bayes is True:
-        bayes = bayes_reference(corpus, data.n_train, n_test)
+        bayes = bayes_test_code_lengths(corpus, data.n_train, n_test)
     report["bayes"] = bayes_summary(bayes, data) if isinstance(bayes, dict) else None
     if per_token:
         report["tokens"] = tok
@@ -268,7 +271,7 @@ def _aggregate(tok: dict[str, np.ndarray], data: EvalData) -> dict[str, Any]:
     }
 
 
-def bayes_reference(
+def bayes_test_code_lengths(
     corpus: Corpus, n_train: int, n_test: int, *, threads: int | None = None
 ) -> dict[str, np.ndarray] | None:
     """Per test document, the Bayes-optimal code length given the first ``n_train`` documents
@@ -289,6 +292,10 @@ def bayes_reference(
         "tokens_by_role": np.asarray(curve.tokens_by_role, dtype=np.int64),
         "count": np.asarray(curve.entity_count[0], dtype=np.int64),
     }
+
+
+bayes_reference = bayes_test_code_lengths
+"""Former name of :func:`bayes_test_code_lengths`, kept: it is part of the documented API."""
 
 
 def bayes_summary(reference: dict[str, np.ndarray], data: EvalData) -> dict[str, Any]:

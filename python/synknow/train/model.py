@@ -18,8 +18,7 @@ True
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
+import warnings
 from types import ModuleType
 
 import torch
@@ -39,27 +38,38 @@ __all__ = [
 
 
 def _import_kernels() -> ModuleType | None:
-    """``synknow_kernels`` if installed; inside a source checkout, the sibling ``kernels/`` dir."""
+    """The installed ``synknow_kernels`` package (``pip install -e kernels/`` in a checkout),
+    or None: the loss and the evaluation then use their chunked PyTorch forms."""
     try:
         import synknow_kernels
-
-        return synknow_kernels
     except ImportError:
-        pass
-    checkout = Path(__file__).resolve().parents[3] / "kernels"
-    if (checkout / "synknow_kernels" / "__init__.py").is_file():
-        sys.path.append(str(checkout))
-        try:
-            import synknow_kernels
-
-            return synknow_kernels
-        except ImportError:  # pragma: no cover - a half-written checkout
-            return None
-    return None  # pragma: no cover - only without the kernels package
+        return None
+    return synknow_kernels
 
 
 kernels: ModuleType | None = _import_kernels()
-"""The ``synknow_kernels`` module, or ``None`` when it is not available (PyTorch fallbacks)."""
+"""The ``synknow_kernels`` module, or ``None`` when it is not installed (PyTorch fallbacks)."""
+
+_fallback_announced = False
+
+
+def announce_fallback(impl: str) -> None:
+    """Without the kernels package: an error for an explicit Triton request, else a one-time
+    warning that the (same-result, slower) PyTorch fallback is in use."""
+    global _fallback_announced
+    if impl == "triton":
+        raise ValueError(
+            "impl='triton' (run.loss_impl) needs the synknow_kernels package; install it "
+            "(pip install -e kernels/ in a checkout) or use impl='auto' or 'torch'"
+        )
+    if not _fallback_announced:
+        _fallback_announced = True
+        warnings.warn(
+            "synknow_kernels is not installed: using the chunked PyTorch loss (same result, "
+            "slower on GPUs); install it with pip install -e kernels/",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def chunked_linear_cross_entropy(
@@ -111,6 +121,7 @@ def linear_cross_entropy(
         return kernels.linear_cross_entropy(
             hidden, weight, targets, ignore_index=ignore_index, reduction=reduction, impl=impl
         )
+    announce_fallback(impl)
     return chunked_linear_cross_entropy(
         hidden, weight, targets, ignore_index=ignore_index, reduction=reduction
     )
