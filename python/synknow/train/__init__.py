@@ -18,6 +18,7 @@ Modules: ``config`` (the run configuration), ``data`` (windows and evaluation ba
 
 import sys
 import types
+from typing import TYPE_CHECKING
 
 from synknow.train.config import (
     MODEL_SIZES,
@@ -27,6 +28,38 @@ from synknow.train.config import (
     RunConfig,
     TrainConfig,
 )
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and IDEs
+    from synknow.train.checkpoint import (
+        CheckpointError,
+    )
+    from synknow.train.data import (
+        EvalData,
+        TrainData,
+        bucket_label,
+        frequency_bucket,
+    )
+    from synknow.train.eval import (
+        bayes_reference,
+        bayes_test_code_lengths,
+        evaluate,
+        format_report,
+    )
+    from synknow.train.loop import (
+        TrainingDiverged,
+        peak_flops,
+        train,
+    )
+    from synknow.train.model import (
+        GPT,
+        flops_per_token,
+        param_count,
+    )
+    from synknow.train.rundir import (
+        LoadedRun,
+        RunInUse,
+        load_run,
+    )
 
 # Everything else needs torch: imported on first use (PEP 562), so that the configuration classes
 # (and the `synknow` CLI, which builds its options from them) load without importing torch.

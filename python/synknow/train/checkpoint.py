@@ -23,7 +23,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ def json_default(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def is_int(x: Any) -> bool:
+def is_int(x: Any) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -168,7 +168,8 @@ def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"cuda.{i}"] = s
     py = random.getstate()
-    np_state = np.random.get_state()  # noqa: NPY002 - the global state is what we restore
+    # The global state is what we restore; legacy=True gives the 5-tuple.
+    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))  # noqa: NPY002
     plain = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],

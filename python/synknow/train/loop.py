@@ -345,7 +345,9 @@ def _make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch
         {"params": decay, "weight_decay": cfg.optim.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    kw = dict(lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps)
+    kw: dict[str, Any] = dict(
+        lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps
+    )
     fused = cfg.optim.fused
     if fused is None:
         fused = device.type == "cuda"
@@ -381,7 +383,7 @@ class _Run:
         step_module = _TrainStep(
             self.model, self.cfg.data.doc_attention == "isolated", self.cfg.run.loss_impl
         )
-        self.train_step = ddp.wrap(step_module, plan.device)
+        self.train_step: Any = ddp.wrap(step_module, plan.device)  # a Module, or compiled
         if self.cfg.run.compile:
             self.train_step = torch.compile(self.train_step)
         # Step (1-based) at which the loss or gradient norm first became non-finite, or -1;

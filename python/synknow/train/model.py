@@ -130,6 +130,9 @@ def linear_cross_entropy(
 class Rotary(nn.Module):
     """Rotary position embedding (rotate-half form) with the tables precomputed to the context."""
 
+    cos: torch.Tensor  # buffers, declared for the type checker
+    sin: torch.Tensor
+
     def __init__(self, head_dim: int, context_length: int, base: float):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
