@@ -163,7 +163,10 @@ def build_report(out: Path) -> Path:
         "",
         f"Environment: synknow {env.get('synknow')}, Python {env.get('python')}, torch "
         f"{env.get('torch')}, numpy {env.get('numpy')}; device `{env.get('device')}` "
-        f"({env.get('cpu_count')} CPU cores); commit `{env.get('git_commit')}`"
+        f"({env.get('cpu_count')} CPU cores"
+        + (f", {env['cpu']}" if env.get("cpu") else "")
+        + (f", {env['torch_cpu_capability']} kernels" if env.get("torch_cpu_capability") else "")
+        + f"); commit `{env.get('git_commit')}`"
         + (" (with uncommitted changes)" if env.get("git_dirty") else "")
         + f"; started {manifest.get('created')}.",
         "",

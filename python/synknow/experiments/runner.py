@@ -552,6 +552,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
+        "cpu": cpu_model(),
         "cpu_count": _cpu_count(),
     }
     try:
@@ -560,12 +561,26 @@ def environment() -> dict[str, Any]:
         env["torch"] = torch.__version__
         env["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
         env["torch_threads"] = torch.get_num_threads()
+        env["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     except ImportError:  # pragma: no cover
         env["torch"] = None
     git = git_info()
     env["git_commit"] = git["sha"]
     env["git_dirty"] = git["dirty"]
     return env
+
+
+def cpu_model() -> str | None:
+    """The processor's model name: trained weights, and so the reported numbers, depend on it
+    in the last bits (MKL and PyTorch pick vector kernels by CPU vendor and instruction set)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _cpu_count() -> int | None:
