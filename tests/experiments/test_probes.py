@@ -109,6 +109,11 @@ def test_value_stats_match_a_direct_computation(corpus) -> None:
     layout = targets.layout
     with torch.no_grad():
         logits = model.logits(model(torch.from_numpy(targets.tokens))).double().numpy()
+    # value_stats runs the float32 forward on batches of 3 rows, this reference on all 10 at
+    # once: other matmul shapes, so other BLAS blocking and last-bit differences in the logits
+    # (about 1e-7 relative). The tolerances below are 10-100x the effect of that on each
+    # statistic; the credit is compared exactly only where the top two logits are further
+    # apart than such rounding could reorder.
     for i in range(len(targets)):
         z = logits[targets.row[i], targets.pos[i] - 1]
         p = np.exp(z - z.max())
@@ -124,7 +129,11 @@ def test_value_stats_match_a_direct_computation(corpus) -> None:
         assert s["pool_bits"][i] == pytest.approx(-math.log2(q[v - lo]), rel=1e-6)
         h = np.exp(layout.log_h[a])
         assert s["kl_bits"][i] == pytest.approx(np.sum(q * np.log2(q / h)), rel=1e-5, abs=1e-9)
-        assert s["credit"][i] == (1.0 if np.argmax(z) == v else 0.0)
+        top_two = np.sort(z)[-2:]
+        if top_two[1] - top_two[0] > 1e-4:
+            assert s["credit"][i] == (1.0 if np.argmax(z) == v else 0.0)
+        else:
+            assert 0.0 <= s["credit"][i] <= 1.0
         assert s["chance"][i] == pytest.approx(1 / layout.size[a])
 
 

@@ -13,6 +13,7 @@ from synknow.experiments import PRESETS, _io
 from synknow.experiments.report import Section, build_report, fmt, markdown_table, write_section
 from synknow.experiments.runner import get_preset, prepare_output
 from synknow.fit import fit_power_law
+from synknow.fsutil import default_file_mode
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -134,7 +135,7 @@ def test_every_plot_writes_a_png(tmp_path: Path) -> None:
     ]
     for p in paths:
         assert p.read_bytes().startswith(PNG)
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+    assert not list(tmp_path.glob(".*.tmp*"))  # atomic writes leave no temp files
 
 
 @pytest.mark.parametrize("name", ["micro", "cpu-tiny", "gpu-small"])
@@ -170,4 +171,5 @@ def test_outputs_are_world_readable(tmp_path: Path) -> None:
 
     b = _io.save_figure(plt.figure(), tmp_path / "b.png")
     for p in (a, b):
-        assert p.stat().st_mode & 0o777 == 0o644
+        # Ordinary files: 0o666 less the umask (0o644 under the usual 022), not mkstemp's 0o600.
+        assert p.stat().st_mode & 0o777 == default_file_mode()

@@ -59,6 +59,17 @@ def test_existing_output_directory_is_refused_without_resume(
         prepare_output(out, get_preset("micro"), resume=True)
 
 
+def test_manifest_records_what_the_numbers_depend_on(tmp_path: Path) -> None:
+    """Trained weights differ in the last bits between CPU models (MKL and PyTorch choose vector
+    kernels by vendor and instruction set), so the manifest says which CPU and kernel level ran."""
+    import torch
+
+    manifest = prepare_output(tmp_path / "o", get_preset("micro"), resume=False)
+    env = manifest["environment"]
+    assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "cpu" in env and (env["cpu"] is None or env["cpu"].strip())
+
+
 def test_resume_refuses_another_preset(tmp_path: Path) -> None:
     out = tmp_path / "out"
     prepare_output(out, get_preset("micro"), resume=False)

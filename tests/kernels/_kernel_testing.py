@@ -19,7 +19,11 @@ def triton_runnable() -> bool:
     return HAS_TRITON and (CUDA or interpreter_enabled())
 
 
-# Tolerance on top of naive PyTorch's own error, relative to the magnitude of the ground truth.
+# Allowance on top of naive PyTorch's own error, relative to max(1, |ground truth|). The op sums
+# in another order than PyTorch (tiles, splits), and naive's error is one sample that may happen
+# to be small, so "no worse" needs a few units of roundoff u of slack: float32 2e-6 = 34 u
+# (u = 2^-24), bfloat16 2e-2 = 5 u, float16 4e-3 = 8 u, float64 1e-12 (u = 2^-53) for the
+# float64 torch impl, whose only difference from naive is the chunking over tokens.
 TOL = {torch.float32: 2e-6, torch.float64: 1e-12, torch.bfloat16: 2e-2, torch.float16: 4e-3}
 
 

@@ -10,7 +10,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from synknow.experiments.runner import EXPERIMENTS, describe_presets
+    from synknow.experiments.presets import EXPERIMENTS, describe_presets
 
     p = subparsers.add_parser(
         "experiment",

@@ -1,4 +1,6 @@
-"""Atomic writes for experiment outputs: text, JSON, CSV and figures (temp file + rename)."""
+"""Experiment outputs: strict JSON, CSV, text and figures, all written atomically through
+:mod:`synknow.fsutil` (temporary file in the same directory, fsync, rename, umask permissions).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from synknow.fsutil import atomic_write_text, atomic_writer
 
 __all__ = [
     "write_text",
@@ -27,20 +30,7 @@ __all__ = [
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Writes ``text`` to ``path`` atomically: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def jsonable(x: Any) -> Any:
@@ -100,17 +90,9 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Pa
     """Saves a matplotlib figure as PNG atomically and closes it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_writer(path, binary=True) as f:
+            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return path
+    return Path(path)

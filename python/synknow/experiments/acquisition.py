@@ -11,10 +11,11 @@ import numpy as np
 from synknow import plots_experiments as plots
 from synknow.experiments import _io
 from synknow.experiments.bayes_values import bayes_value_stats
-from synknow.experiments.common import ROLE_COLUMNS, base_corpus, base_runs, bayes_reference
+from synknow.experiments.common import ROLE_COLUMNS, base_corpus, base_runs, bayes_learning_curve
+from synknow.experiments.context import ExperimentContext
 from synknow.experiments.probes import bucket_label
 from synknow.experiments.report import Section, fmt, markdown_table
-from synknow.experiments.runner import ExperimentContext
+from synknow.experiments.verdict import Verdict
 
 CLAIM = (
     "Models learn syntax first and knowledge afterwards, from frequent to rare entities; a larger "
@@ -71,7 +72,7 @@ def run(ctx: ExperimentContext) -> Section:
     bayes_acc: dict[str, float] = {}
     for v in np.unique(targets.bucket).tolist():
         bayes_acc[bucket_label(v)] = float(bayes["credit"][targets.bucket == v].mean())
-    bayes_roles = bayes_reference(corpus, b.n_train, b.n_test, [b.n_train])
+    bayes_roles = bayes_learning_curve(corpus, b.n_train, b.n_test, [b.n_train])
 
     curve_rows: list[dict[str, Any]] = []
     bucket_rows: list[dict[str, Any]] = []
@@ -298,10 +299,9 @@ def run(ctx: ExperimentContext) -> Section:
         and frontiers[-1] < 99,
     }
     passed = sum(checks.values())
-    verdict = "agrees" if passed == 3 else "partly agrees" if passed >= 1 else "does not agree"
-    if not summary_rows:
-        verdict = "inconclusive"
     check_text = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
+    # Without a finished base model nothing was checked, whatever the empty lists say.
+    verdict = Verdict.from_checks(checks if summary_rows else {}, reason=check_text)
     return Section(
         experiment="acquisition",
         claim=CLAIM,
@@ -322,8 +322,8 @@ def run(ctx: ExperimentContext) -> Section:
             "then entities in decreasing frequency (SPEC 4.5, model scaling): the Bayes predictor "
             "knows every stated fact (accuracy 1 for revealed pairs) and answers H_a otherwise."
         ),
-        verdict=verdict,
-        verdict_text=check_text + ".",
+        verdict=verdict.status,
+        verdict_text=verdict.text() + ".",
         figures=figures,
         files=[
             "acquisition_curves.csv",

@@ -8,7 +8,7 @@ so far, weighted by ``P(a | earlier sentences) * P_DM(t | a)``; each state predi
 next syntax word or, at its ``[VALUE]`` slot, the revealed value of ``(k, a)`` (a point mass) or
 ``H_a`` when ``(k, a)`` was never stated in the training prefix. This module computes that
 mixture for test documents scored against the frozen prefix of ``n`` documents (SPEC 4.4);
-``tests/experiments/test_bayes_values.py`` checks it against ``synknow.code_lengths``.
+``tests/experiments/test_probes.py`` checks it against ``synknow.code_lengths``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from synknow.experiments import _io
-from synknow.experiments.runner import ExperimentContext, ModelSpec, TrainSpec
+from synknow.experiments.context import ExperimentContext
+from synknow.experiments.presets import ModelSpec, TrainSpec
+from synknow.tokens import IGNORE, log_grid
 
 __all__ = [
     "corpus_for",
@@ -21,6 +23,10 @@ __all__ = [
     "flatten_eval",
     "base_runs",
     "load_model",
+    "pick_base_model",
+    "bayes_learning_curve",
+    "document_bits",
+    "structure_reference",
     "ROLE_COLUMNS",
 ]
 
@@ -49,8 +55,7 @@ def log_steps(total: int, k: int, first: int = 1) -> list[int]:
     if total < 1:
         raise ValueError(f"total must be >= 1, got {total}")
     first = min(max(1, first), total)
-    pts = np.unique(np.round(np.geomspace(first, total, max(2, k))).astype(int))
-    steps = sorted(set(pts.tolist()) | {total})
+    steps = sorted(set(log_grid(first, total, max(2, k), integer=True).tolist()) | {total})
     return [s for s in steps if 1 <= s <= total]
 
 
@@ -304,7 +309,7 @@ def finite(x: Any) -> bool:
         return False
 
 
-def bayes_reference(
+def bayes_learning_curve(
     corpus: Any, n_train: int, n_test: int, checkpoints: list[int]
 ) -> dict[str, Any] | None:
     """The Bayes learning curve (SPEC 4.4) on the test split (the last ``n_test`` documents)
@@ -341,7 +346,7 @@ def document_bits(
     document scored on its own from position 0, as in training and evaluation)."""
     import torch
 
-    from synknow.experiments.probes import IGNORE, pad_rows
+    from synknow.experiments.probes import pad_rows
 
     device = next(model.parameters()).device
     off = np.asarray(corpus.doc_offsets, dtype=np.int64)

@@ -13,7 +13,9 @@ attribute. Nothing else in the model changes.
 from __future__ import annotations
 
 import copy
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,11 +23,10 @@ import numpy as np
 from synknow import plots_experiments as plots
 from synknow.experiments import _io
 from synknow.experiments.common import base_corpus, base_runs, load_model, pick_base_model
+from synknow.experiments.context import ExperimentContext
+from synknow.experiments.presets import FinetuneSettings
 from synknow.experiments.probes import (
-    BOS,
-    EOS,
-    IGNORE,
-    bucket_label,
+    ValueTargets,
     fact_probes,
     pad_rows,
     render_sentence,
@@ -33,7 +34,8 @@ from synknow.experiments.probes import (
     value_stats,
 )
 from synknow.experiments.report import Section, fmt, markdown_table
-from synknow.experiments.runner import ExperimentContext
+from synknow.experiments.verdict import Verdict
+from synknow.tokens import BOS, EOS, IGNORE, bucket_label
 
 CLAIM = (
     "Knowledge injected by fine-tuning is acquired only after enough repetitions; fine-tuning "
@@ -253,7 +255,28 @@ def _bucket_accuracy(stats: dict[str, np.ndarray], buckets: np.ndarray) -> dict[
     }
 
 
-def run(ctx: ExperimentContext) -> Section:
+@dataclass
+class _Setup:
+    """The base model, the probes of old and new facts, and their accuracy before fine-tuning."""
+
+    name: str
+    corpus: Any
+    base: Any
+    seed: int
+    old_probes: ValueTargets
+    before: dict[str, np.ndarray]
+    before_by_bucket: dict[str, float]
+    names: np.ndarray  # the injected entities' names and values
+    values: np.ndarray
+    new_probes: ValueTargets
+    new_before: dict[str, np.ndarray]
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted(self.before_by_bucket, key=lambda x: int(x.split("-")[0]))
+
+
+def _prepare(ctx: ExperimentContext) -> _Setup:
     b = ctx.preset.base
     s = ctx.preset.finetune
     runs = base_runs(ctx)
@@ -261,12 +284,10 @@ def run(ctx: ExperimentContext) -> Section:
     if name is None:
         raise RuntimeError("no base model finished training; nothing to fine-tune")
     corpus = base_corpus(ctx)
-    base_dir = ctx.shared_dir / "runs" / f"base-{name}"
-    base = load_model(base_dir, corpus, ctx.preset.device)
+    base = load_model(ctx.shared_dir / "runs" / f"base-{name}", corpus, ctx.preset.device)
     seed = ctx.preset.seed
     old_probes = fact_probes(corpus, b.n_train, max_pairs=min(b.probe_pairs, 1500), seed=seed + 1)
     before = value_stats(base, old_probes)
-    before_by_bucket = _bucket_accuracy(before, old_probes.bucket)
     rng = np.random.default_rng([seed, 4])
     names, values = new_entities(corpus, s.n_new, rng)
     a_count = corpus.config.n_attributes
@@ -282,120 +303,166 @@ def run(ctx: ExperimentContext) -> Section:
         np.zeros(len(inj_ent), dtype=np.int64),
         np.random.default_rng([seed, 5]),
     )
-    new_before = value_stats(base, new_probes)
+    return _Setup(
+        name=name,
+        corpus=corpus,
+        base=base,
+        seed=seed,
+        old_probes=old_probes,
+        before=before,
+        before_by_bucket=_bucket_accuracy(before, old_probes.bucket),
+        names=names,
+        values=values,
+        new_probes=new_probes,
+        new_before=value_stats(base, new_probes),
+    )
 
-    # (a) knowledge injection.
-    inject_rows: list[dict[str, Any]] = []
+
+def _injection_batches(
+    setup: _Setup, s: FinetuneSettings, n_train: int, r: int, replay: bool
+) -> list[list[list[int]]]:
+    """One pass over ``r`` documents per new entity; with replay, each batch is topped up with
+    pre-training documents."""
+    rng_r = np.random.default_rng([setup.seed, 6, r, int(replay)])
+    docs = render_documents(setup.corpus, setup.names, setup.values, r, rng_r)
+    order = rng_r.permutation(len(docs))
+    new_per_batch = max(1, round(s.batch_size * (1 - s.replay))) if replay else s.batch_size
+    n_steps = min(s.max_steps, math.ceil(len(docs) / new_per_batch))
+    batches = []
+    for i in range(n_steps):
+        sel = order[i * new_per_batch : (i + 1) * new_per_batch]
+        rows = [docs[j] for j in sel]
+        if replay:
+            old = rng_r.integers(0, n_train, size=s.batch_size - len(rows))
+            rows += corpus_documents(setup.corpus, old)
+        batches.append(rows)
+    return batches
+
+
+def _injection_run(
+    setup: _Setup, s: FinetuneSettings, n_train: int, r: int, replay: bool, run_dir: Any
+) -> dict[str, Any]:
+    batches = _injection_batches(setup, s, n_train, r, replay)
+    model = copy.deepcopy(setup.base)
+    losses = finetune(model, batches, s.lr)
+    new_after = value_stats(model, setup.new_probes)
+    old_after = value_stats(model, setup.old_probes)
+    return {
+        "repetitions": r,
+        "replay": replay,
+        "steps": len(batches),
+        "new_docs": r * len(setup.names),
+        "final_loss_bits": losses[-1] if losses else None,
+        "new_accuracy": float(new_after["credit"].mean()),
+        "new_bits": float(new_after["bits"].mean()),
+        "old_accuracy": float(old_after["credit"].mean()),
+        "old_by_bucket": _bucket_accuracy(old_after, setup.old_probes.bucket),
+    }
+
+
+def _injection_runs(ctx: ExperimentContext, setup: _Setup) -> list[dict[str, Any]]:
+    """(a) Knowledge injection: one run per repetition count, with and without replay."""
+    s = ctx.preset.finetune
+    rows: list[dict[str, Any]] = []
     for r in s.repetitions:
         for replay in (False, True):
             tag = f"inject-r{r}-{'replay' if replay else 'plain'}"
-
-            def fn(run_dir: Any, r: int = r, replay: bool = replay) -> dict[str, Any]:
-                rng_r = np.random.default_rng([seed, 6, r, int(replay)])
-                docs = render_documents(corpus, names, values, r, rng_r)
-                order = rng_r.permutation(len(docs))
-                new_per_batch = (
-                    max(1, round(s.batch_size * (1 - s.replay))) if replay else (s.batch_size)
-                )
-                n_steps = min(s.max_steps, math.ceil(len(docs) / new_per_batch))
-                batches = []
-                for i in range(n_steps):
-                    sel = order[i * new_per_batch : (i + 1) * new_per_batch]
-                    rows = [docs[j] for j in sel]
-                    if replay:
-                        old = rng_r.integers(0, b.n_train, size=s.batch_size - len(rows))
-                        rows += corpus_documents(corpus, old)
-                    batches.append(rows)
-                model = copy.deepcopy(base)
-                losses = finetune(model, batches, s.lr)
-                new_after = value_stats(model, new_probes)
-                old_after = value_stats(model, old_probes)
-                return {
-                    "repetitions": r,
-                    "replay": replay,
-                    "steps": n_steps,
-                    "new_docs": len(docs),
-                    "final_loss_bits": losses[-1] if losses else None,
-                    "new_accuracy": float(new_after["credit"].mean()),
-                    "new_bits": float(new_after["bits"].mean()),
-                    "old_accuracy": float(old_after["credit"].mean()),
-                    "old_by_bucket": _bucket_accuracy(old_after, old_probes.bucket),
-                }
-
             ctx.log(f"injection r={r} {'with' if replay else 'without'} replay")
+            fn = functools.partial(_injection_run, setup, s, ctx.preset.base.n_train, r, replay)
             res = ctx.run(tag, fn)
             if res is not None:
-                inject_rows.append(res)
+                rows.append(res)
+    return rows
 
-    # (b) QA format.
-    qa = QAFormat(corpus)
-    counts = corpus.entity_counts_at(b.n_train)
-    ent_rev = old_probes.entity
-    frequent = np.flatnonzero(counts[ent_rev] >= 2)
-    rng_qa = np.random.default_rng([seed, 7])
-    pick = rng_qa.permutation(frequent)
+
+def _qa_examples(
+    setup: _Setup, qa: QAFormat, ix: np.ndarray
+) -> tuple[list[list[int]], list[int], list[int]]:
+    """QA sequences, value positions and values for the old probes ``ix``."""
+    probes = setup.old_probes
+    names_all = np.asarray(setup.corpus.entity_names, dtype=np.int64)
+    seqs, at, vals = [], [], []
+    for i in ix.tolist():
+        k, a = int(probes.entity[i]), int(probes.attribute[i])
+        seq, pos = qa.sequence(a, names_all[k], int(probes.value[i]))
+        seqs.append(seq)
+        at.append(pos)
+        vals.append(int(probes.value[i]))
+    return seqs, at, vals
+
+
+def _qa_run(
+    setup: _Setup,
+    s: FinetuneSettings,
+    qa: QAFormat,
+    train_ix: np.ndarray,
+    test_ix: np.ndarray,
+    run_dir: Any,
+) -> dict[str, Any]:
+    train_seqs, _, _ = _qa_examples(setup, qa, train_ix)
+    test_seqs, test_at, test_vals = _qa_examples(setup, qa, test_ix)
+    model = extend_vocabulary(setup.base, len(qa.added), setup.seed)
+    rng_b = np.random.default_rng([setup.seed, 8])
+    batches = [
+        [train_seqs[j] for j in rng_b.integers(0, len(train_seqs), size=s.batch_size)]
+        for _ in range(s.qa_steps)
+    ]
+    curve: list[dict[str, Any]] = []
+
+    def on_step(step: int) -> None:
+        if step % s.qa_eval_every == 0 or step == len(batches):
+            curve.append({"step": step, **qa_evaluate(model, qa, test_seqs, test_at, test_vals)})
+
+    finetune(model, batches, s.lr, on_step=on_step)
+    return {
+        "curve": curve,
+        "added_tokens": qa.added,
+        "reused_tokens": qa.reused,
+        "train_pairs": len(train_ix),
+        "test_pairs": len(test_ix),
+        "original_format_accuracy": float(setup.before["credit"][test_ix].mean())
+        if len(test_ix)
+        else None,
+    }
+
+
+def _qa_format(ctx: ExperimentContext, setup: _Setup) -> dict[str, Any] | None:
+    """(b) The QA format, learned on facts of entities seen at least twice, evaluated on
+    held-out ones."""
+    s = ctx.preset.finetune
+    qa = QAFormat(setup.corpus)
+    counts = setup.corpus.entity_counts_at(ctx.preset.base.n_train)
+    frequent = np.flatnonzero(counts[setup.old_probes.entity] >= 2)
+    pick = np.random.default_rng([setup.seed, 7]).permutation(frequent)
     train_ix, test_ix = pick[: s.qa_train], pick[s.qa_train : s.qa_train + s.qa_test]
-
-    def qa_set(ix: np.ndarray) -> tuple[list[list[int]], list[int], list[int]]:
-        seqs, at, vals = [], [], []
-        names_all = np.asarray(corpus.entity_names, dtype=np.int64)
-        for i in ix.tolist():
-            k, a = int(old_probes.entity[i]), int(old_probes.attribute[i])
-            seq, pos = qa.sequence(a, names_all[k], int(old_probes.value[i]))
-            seqs.append(seq)
-            at.append(pos)
-            vals.append(int(old_probes.value[i]))
-        return seqs, at, vals
-
-    def qa_fn(run_dir: Any) -> dict[str, Any]:
-        train_seqs, _, _ = qa_set(train_ix)
-        test_seqs, test_at, test_vals = qa_set(test_ix)
-        model = extend_vocabulary(base, len(qa.added), seed)
-        rng_b = np.random.default_rng([seed, 8])
-        batches = [
-            [train_seqs[j] for j in rng_b.integers(0, len(train_seqs), size=s.batch_size)]
-            for _ in range(s.qa_steps)
-        ]
-        curve: list[dict[str, Any]] = []
-
-        def on_step(step: int) -> None:
-            if step % s.qa_eval_every == 0 or step == len(batches):
-                curve.append(
-                    {"step": step, **qa_evaluate(model, qa, test_seqs, test_at, test_vals)}
-                )
-
-        finetune(model, batches, s.lr, on_step=on_step)
-        return {
-            "curve": curve,
-            "added_tokens": qa.added,
-            "reused_tokens": qa.reused,
-            "train_pairs": len(train_ix),
-            "test_pairs": len(test_ix),
-            "original_format_accuracy": float(before["credit"][test_ix].mean())
-            if len(test_ix)
-            else None,
-        }
-
     ctx.log("QA format fine-tuning")
-    qa_res = ctx.run("qa-format", qa_fn) if len(test_ix) and len(train_ix) else None
+    if not (len(test_ix) and len(train_ix)):
+        return None
+    return ctx.run("qa-format", functools.partial(_qa_run, setup, s, qa, train_ix, test_ix))
 
-    # Outputs.
+
+def _write_outputs(
+    ctx: ExperimentContext,
+    setup: _Setup,
+    inject_rows: list[dict[str, Any]],
+    qa_res: dict[str, Any] | None,
+) -> None:
     _io.write_csv(
         ctx.path("injection.csv"),
         [{k: v for k, v in r.items() if k != "old_by_bucket"} for r in inject_rows],
     )
-    labels = sorted(before_by_bucket, key=lambda x: int(x.split("-")[0]))
+    before = setup.before_by_bucket
     forget_rows = [
         {
             "repetitions": r["repetitions"],
             "replay": r["replay"],
             "bucket": lab,
-            "accuracy_before": before_by_bucket[lab],
+            "accuracy_before": before[lab],
             "accuracy_after": r["old_by_bucket"].get(lab),
-            "forgotten": before_by_bucket[lab] - (r["old_by_bucket"].get(lab) or 0.0),
+            "forgotten": before[lab] - (r["old_by_bucket"].get(lab) or 0.0),
         }
         for r in inject_rows
-        for lab in labels
+        for lab in setup.labels
     ]
     _io.write_csv(ctx.path("forgetting_by_bucket.csv"), forget_rows)
     if qa_res is not None:
@@ -403,116 +470,119 @@ def run(ctx: ExperimentContext) -> Section:
     _io.write_json(
         ctx.path("fits.json"),
         {
-            "base_model": name,
-            "new_entities_accuracy_before": float(new_before["credit"].mean()),
-            "old_accuracy_before_by_bucket": before_by_bucket,
+            "base_model": setup.name,
+            "new_entities_accuracy_before": float(setup.new_before["credit"].mean()),
+            "old_accuracy_before_by_bucket": before,
             "injection": inject_rows,
             "qa": qa_res,
         },
     )
-    figures = []
-    if inject_rows:
-        series = []
-        for replay in (False, True):
-            rs = [r for r in inject_rows if r["replay"] == replay]
-            series.append(
-                {
-                    "x": [r["repetitions"] for r in rs],
-                    "y": [r["new_accuracy"] for r in rs],
-                    "label": f"new facts, {'with' if replay else 'no'} replay",
-                }
-            )
-            series.append(
-                {
-                    "x": [r["repetitions"] for r in rs],
-                    "y": [r["old_accuracy"] for r in rs],
-                    "label": f"old facts, {'with' if replay else 'no'} replay",
-                    "style": "s--",
-                }
-            )
+
+
+def _injection_figures(
+    ctx: ExperimentContext, setup: _Setup, inject_rows: list[dict[str, Any]]
+) -> list[tuple[str, str]]:
+    s = ctx.preset.finetune
+    series = []
+    for replay in (False, True):
+        rs = [r for r in inject_rows if r["replay"] == replay]
+        x = [r["repetitions"] for r in rs]
+        tag = "with" if replay else "no"
+        series.append(
+            {"x": x, "y": [r["new_accuracy"] for r in rs], "label": f"new facts, {tag} replay"}
+        )
         series.append(
             {
-                "x": [min(s.repetitions), max(s.repetitions)],
-                "y": [float(new_before["credit"].mean())] * 2,
-                "label": "new facts before fine-tuning",
-                "style": "k:",
+                "x": x,
+                "y": [r["old_accuracy"] for r in rs],
+                "label": f"old facts, {tag} replay",
+                "style": "s--",
             }
         )
-        plots.lines_plot(
-            ctx.path("injection.png"),
-            series,
-            xlabel="repetitions r of each new entity's document",
-            ylabel="knowledge accuracy (probes)",
-            title=f"E4: knowledge injection into {name}",
-            logx=True,
-            ylim=(0, 1.02),
+    series.append(
+        {
+            "x": [min(s.repetitions), max(s.repetitions)],
+            "y": [float(setup.new_before["credit"].mean())] * 2,
+            "label": "new facts before fine-tuning",
+            "style": "k:",
+        }
+    )
+    plots.lines_plot(
+        ctx.path("injection.png"),
+        series,
+        xlabel="repetitions r of each new entity's document",
+        ylabel="knowledge accuracy (probes)",
+        title=f"E4: knowledge injection into {setup.name}",
+        logx=True,
+        ylim=(0, 1.02),
+    )
+    labels = setup.labels
+    panels = []
+    for replay in (False, True):
+        bars = {"before": [setup.before_by_bucket[lab] for lab in labels]}
+        for r in inject_rows:
+            if r["replay"] == replay:
+                bars[f"r={r['repetitions']}"] = [
+                    r["old_by_bucket"].get(lab, np.nan) for lab in labels
+                ]
+        panels.append(
+            {"title": f"{'with' if replay else 'without'} replay", "bars": bars, "ylim": (0, 1)}
         )
-        figures.append(
-            (
-                "injection.png",
-                "Accuracy on the injected facts and on pre-training facts after "
-                "fine-tuning, vs repetitions, with and without replay.",
-            )
-        )
-        panels = []
-        for replay in (False, True):
-            bars = {"before": [before_by_bucket[lab] for lab in labels]}
-            for r in inject_rows:
-                if r["replay"] == replay:
-                    bars[f"r={r['repetitions']}"] = [
-                        r["old_by_bucket"].get(lab, np.nan) for lab in labels
-                    ]
-            panels.append(
-                {"title": f"{'with' if replay else 'without'} replay", "bars": bars, "ylim": (0, 1)}
-            )
-        plots.bucket_bars_plot(
-            ctx.path("forgetting_by_bucket.png"),
-            labels,
-            panels,
-            title="E4: pre-training knowledge after injection, by entity frequency",
-        )
-        figures.append(
-            (
-                "forgetting_by_bucket.png",
-                "Accuracy on pre-training facts by frequency bucket "
-                "before and after each injection run.",
-            )
-        )
-    if qa_res is not None:
-        c = qa_res["curve"]
-        plots.lines_plot(
-            ctx.path("qa_format.png"),
-            [
-                {
-                    "x": [p["step"] for p in c],
-                    "y": [p["format_bits"] for p in c],
-                    "label": "format tokens (bits/token)",
-                },
-                {
-                    "x": [p["step"] for p in c],
-                    "y": [p["answer_accuracy"] for p in c],
-                    "label": "answer accuracy (held-out entities)",
-                },
-                {
-                    "x": [0, c[-1]["step"]],
-                    "y": [qa_res["original_format_accuracy"]] * 2,
-                    "label": "same facts, pre-training format",
-                    "style": "k:",
-                },
-            ],
-            xlabel="fine-tuning step",
-            ylabel="bits / accuracy",
-            title="E4: learning the QA format",
-        )
-        figures.append(
-            (
-                "qa_format.png",
-                "QA-format fine-tuning: loss on the format tokens and "
-                "answer accuracy on entities never seen in QA form.",
-            )
-        )
+    plots.bucket_bars_plot(
+        ctx.path("forgetting_by_bucket.png"),
+        labels,
+        panels,
+        title="E4: pre-training knowledge after injection, by entity frequency",
+    )
+    return [
+        (
+            "injection.png",
+            "Accuracy on the injected facts and on pre-training facts after "
+            "fine-tuning, vs repetitions, with and without replay.",
+        ),
+        (
+            "forgetting_by_bucket.png",
+            "Accuracy on pre-training facts by frequency bucket "
+            "before and after each injection run.",
+        ),
+    ]
 
-    # Verdict.
+
+def _qa_figure(ctx: ExperimentContext, qa_res: dict[str, Any]) -> tuple[str, str]:
+    c = qa_res["curve"]
+    steps = [p["step"] for p in c]
+    plots.lines_plot(
+        ctx.path("qa_format.png"),
+        [
+            {"x": steps, "y": [p["format_bits"] for p in c], "label": "format tokens (bits/token)"},
+            {
+                "x": steps,
+                "y": [p["answer_accuracy"] for p in c],
+                "label": "answer accuracy (held-out entities)",
+            },
+            {
+                "x": [0, c[-1]["step"]],
+                "y": [qa_res["original_format_accuracy"]] * 2,
+                "label": "same facts, pre-training format",
+                "style": "k:",
+            },
+        ],
+        xlabel="fine-tuning step",
+        ylabel="bits / accuracy",
+        title="E4: learning the QA format",
+    )
+    return (
+        "qa_format.png",
+        "QA-format fine-tuning: loss on the format tokens and "
+        "answer accuracy on entities never seen in QA form.",
+    )
+
+
+def _verdict(
+    setup: _Setup, inject_rows: list[dict[str, Any]], qa_res: dict[str, Any] | None
+) -> Verdict:
+    labels = setup.labels
+    before = setup.before_by_bucket
     plain = sorted((r for r in inject_rows if not r["replay"]), key=lambda r: r["repetitions"])
     repl = sorted((r for r in inject_rows if r["replay"]), key=lambda r: r["repetitions"])
     checks: dict[str, bool] = {}
@@ -523,16 +593,14 @@ def run(ctx: ExperimentContext) -> Section:
         worst = max(plain, key=lambda r: r["repetitions"])
         rare = [lab for lab in labels if lab not in ("0",)][:2]
         freq = [lab for lab in labels if lab not in ("0",)][-2:]
-        drop = {
-            lab: before_by_bucket[lab] - (worst["old_by_bucket"].get(lab) or 0.0) for lab in labels
-        }
-        rel = {lab: drop[lab] / max(before_by_bucket[lab], 1e-9) for lab in labels}
+        drop = {lab: before[lab] - (worst["old_by_bucket"].get(lab) or 0.0) for lab in labels}
+        rel = {lab: drop[lab] / max(before[lab], 1e-9) for lab in labels}
         checks["rare facts forgotten more than frequent ones (relative drop)"] = bool(
             rare and freq and np.mean([rel[x] for x in rare]) > np.mean([rel[x] for x in freq])
         )
     if plain and repl:
-        checks["replay reduces forgetting"] = np.mean([r["old_accuracy"] for r in repl]) > np.mean(
-            [r["old_accuracy"] for r in plain]
+        checks["replay reduces forgetting"] = bool(
+            np.mean([r["old_accuracy"] for r in repl]) > np.mean([r["old_accuracy"] for r in plain])
         )
     if qa_res is not None and len(qa_res["curve"]) >= 2:
         c = qa_res["curve"]
@@ -541,23 +609,29 @@ def run(ctx: ExperimentContext) -> Section:
         checks["QA format learned fast (half the format loss gone at the first evaluation)"] = (
             first_drop > 0 and c[0]["format_bits"] - early["format_bits"] >= 0.5 * first_drop
         )
-    passed = sum(checks.values())
-    verdict = (
-        "inconclusive"
-        if not checks
-        else "agrees"
-        if passed == len(checks)
-        else "partly agrees"
-        if passed
-        else "does not agree"
-    )
+    reason = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
+    if qa_res is not None and qa_res["original_format_accuracy"]:
+        final_acc = qa_res["curve"][-1]["answer_accuracy"]
+        if final_acc < 0.5 * qa_res["original_format_accuracy"]:
+            reason += (
+                ". The format is learned, but the facts the model knows in the pre-training "
+                f"format are mostly not retrieved through it ({fmt(final_acc)} vs "
+                f"{fmt(qa_res['original_format_accuracy'])}): at this scale the knowledge is "
+                "bound to the surface form it was stored in"
+            )
+    return Verdict.from_checks(checks, reason=reason or "no finished runs")
+
+
+def _measured(
+    setup: _Setup, inject_rows: list[dict[str, Any]], qa_res: dict[str, Any] | None
+) -> str:
     inj_table = markdown_table(
         [
             "r",
             "replay",
             "steps",
             "new-fact accuracy",
-            f"old-fact accuracy (before {fmt(float(before['credit'].mean()))})",
+            f"old-fact accuracy (before {fmt(float(setup.before['credit'].mean()))})",
         ],
         [
             [
@@ -582,38 +656,42 @@ def run(ctx: ExperimentContext) -> Section:
             f"{fmt(c[0]['answer_accuracy'])} -> {fmt(c[-1]['answer_accuracy'])} (the same facts "
             f"in the pre-training format: {fmt(qa_res['original_format_accuracy'])})."
         )
-    check_text = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
-    if qa_res is not None and qa_res["original_format_accuracy"]:
-        final_acc = qa_res["curve"][-1]["answer_accuracy"]
-        if final_acc < 0.5 * qa_res["original_format_accuracy"]:
-            check_text += (
-                ". The format is learned, but the facts the model knows in the pre-training "
-                f"format are mostly not retrieved through it ({fmt(final_acc)} vs "
-                f"{fmt(qa_res['original_format_accuracy'])}): at this scale the knowledge is "
-                "bound to the surface form it was stored in"
-            )
+    return inj_table + "\n\n" + qa_text
+
+
+def run(ctx: ExperimentContext) -> Section:
+    s = ctx.preset.finetune
+    setup = _prepare(ctx)
+    inject_rows = _injection_runs(ctx, setup)
+    qa_res = _qa_format(ctx, setup)
+    _write_outputs(ctx, setup, inject_rows, qa_res)
+    figures = _injection_figures(ctx, setup, inject_rows) if inject_rows else []
+    if qa_res is not None:
+        figures.append(_qa_figure(ctx, qa_res))
+    verdict = _verdict(setup, inject_rows, qa_res)
     return Section(
         experiment="finetune",
         claim=CLAIM,
         setup=(
-            f"Base model {name}. (a) {s.n_new} new entities (unused names, values from H_a), "
-            f"each in r documents for r in {list(s.repetitions)}, fine-tuned for one pass "
+            f"Base model {setup.name}. (a) {s.n_new} new entities (unused names, values from "
+            f"H_a), each in r documents for r in {list(s.repetitions)}, fine-tuned for one pass "
             f"(batch {s.batch_size}, AdamW lr {s.lr}, at most {s.max_steps} steps) without "
             f"replay, and with {int(100 * s.replay)}% of each batch drawn from the pre-training "
-            f"documents; accuracy on probes of the new facts and on {len(old_probes)} probes of "
-            f"pre-training facts. (b) QA format fine-tuning on {s.qa_train} facts of entities "
-            f"seen at least twice, evaluated on {s.qa_test} held-out ones, {s.qa_steps} steps."
+            f"documents; accuracy on probes of the new facts and on {len(setup.old_probes)} "
+            f"probes of pre-training facts. (b) QA format fine-tuning on {s.qa_train} facts of "
+            f"entities seen at least twice, evaluated on {s.qa_test} held-out ones, "
+            f"{s.qa_steps} steps."
         ),
-        measured=inj_table + "\n\n" + qa_text,
+        measured=_measured(setup, inject_rows, qa_res),
         theory=(
             "a Bayesian learner acquires a fact from one statement; a learner with bounded "
             "capacity that stores entities by frequency (SPEC 4.5) needs repeated exposure and "
             "drops its rarest entities first when the capacity is reallocated."
         ),
-        verdict=verdict,
-        verdict_text=(check_text or "no finished runs") + ".",
+        verdict=verdict.status,
+        verdict_text=verdict.text() + ".",
         figures=figures,
         files=["injection.csv", "forgetting_by_bucket.csv", "fits.json"]
         + (["qa_format_curve.csv"] if qa_res is not None else []),
-        headline=f"{passed}/{len(checks)} checks hold",
+        headline=f"{verdict.passed}/{len(verdict.checks)} checks hold",
     )

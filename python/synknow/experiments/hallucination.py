@@ -13,9 +13,10 @@ from synknow import plots_experiments as plots
 from synknow.experiments import _io
 from synknow.experiments.bayes_values import bayes_value_stats
 from synknow.experiments.common import base_corpus, base_runs, load_model, pick_base_model
+from synknow.experiments.context import ExperimentContext
 from synknow.experiments.probes import bucket_label, value_stats
 from synknow.experiments.report import Section, fmt, markdown_table
-from synknow.experiments.runner import ExperimentContext
+from synknow.experiments.verdict import Verdict
 
 CLAIM = (
     "For rare and unseen entities a trained model produces fluent, confident and wrong facts "
@@ -202,7 +203,7 @@ def run(ctx: ExperimentContext) -> Section:
     unseen_b = next((r for r in bayes_rows if r["bucket"] == "0"), None)
     freq = [r for r in model_rows if r["bucket"] not in ("0", "1", "all")]
     if unseen is None:
-        verdict, why = "inconclusive", "The test split has no unseen entities."
+        verdict = Verdict.from_checks({}, reason="The test split has no unseen entities.")
     else:
         hallucinates = unseen["wrong_confident_rate"] > unseen_b["wrong_confident_rate"] + 0.01
         deviates = unseen["kl_to_prior_bits"] > 0.1
@@ -216,12 +217,6 @@ def run(ctx: ExperimentContext) -> Section:
             f"(Bayes {fmt(unseen_b['kl_to_prior_bits'])})",
             f"confidence {fmt(unseen['confidence'])} at accuracy {fmt(unseen['accuracy'])}",
         ]
-        if hallucinates and deviates:
-            verdict = "agrees"
-        elif deviates or hallucinates:
-            verdict = "partly agrees"
-        else:
-            verdict = "does not agree"
         why = "; ".join(parts) + "."
         if not hallucinates:
             why += (
@@ -231,6 +226,11 @@ def run(ctx: ExperimentContext) -> Section:
             )
         if not acc_gap:
             why += " Frequent entities are not answered better than unseen ones here."
+        checks = {
+            "unseen entities: confidently wrong more often than the Bayes predictor": hallucinates,
+            "unseen entities: value distribution deviates from H_a": deviates,
+        }
+        verdict = Verdict.from_checks(checks, reason=why)
     return Section(
         experiment="hallucination",
         claim=CLAIM,
@@ -248,8 +248,8 @@ def run(ctx: ExperimentContext) -> Section:
             "entity or unstated attribute: accuracy 1/|pool| and KL 0 there (uniform H_a), never "
             "confidently wrong."
         ),
-        verdict=verdict,
-        verdict_text=why,
+        verdict=verdict.status,
+        verdict_text=verdict.text(),
         figures=figures,
         files=["hallucination_by_bucket.csv", "value_predictions.csv", "fits.json"],
         headline=(

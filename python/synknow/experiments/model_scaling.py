@@ -10,10 +10,11 @@ import numpy as np
 
 from synknow import plots_experiments as plots
 from synknow.experiments import _io
-from synknow.experiments.common import base_corpus, base_runs, bayes_reference, finite
+from synknow.experiments.common import base_corpus, base_runs, bayes_learning_curve, finite
+from synknow.experiments.context import ExperimentContext
 from synknow.experiments.probes import revealed_pairs
 from synknow.experiments.report import Section, fmt, markdown_table
-from synknow.experiments.runner import ExperimentContext
+from synknow.experiments.verdict import Verdict
 from synknow.fit import FitResult, fit_power_law
 
 CLAIM = (
@@ -23,19 +24,22 @@ CLAIM = (
 )
 
 
-def exponent_verdict(fit: FitResult | None, name: str, theory: float) -> tuple[str, str]:
+def exponent_verdict(fit: FitResult | None, name: str, theory: float) -> Verdict:
     """Compares a fitted exponent (with its bootstrap interval) with the theory value."""
     if fit is None or not finite(fit.params.get(name)):
-        return "inconclusive", "No usable fit"
+        return Verdict.graded("inconclusive", "No usable fit")
     v = fit.params[name]
     lo, hi = fit.ci.get(name, (float("nan"), float("nan")))
+    measured = {name: v, f"{name}_ci": (lo, hi), "theory": theory}
     if finite(lo) and lo <= theory <= hi:
-        return "agrees", f"the theory value {theory:.3f} lies inside the 95% interval"
+        reason = f"the theory value {theory:.3f} lies inside the 95% interval"
+        return Verdict.graded("agrees", reason, measured=measured)
     rel = abs(v - theory) / max(abs(theory), 1e-9)
     where = f"fitted {fit.describe(name)} vs theory {theory:.3f}"
     if rel <= 0.5:
-        return "partly agrees", f"{where}: the interval excludes the theory value, within 50%"
-    return "does not agree", f"{where}: off by {100 * rel:.0f}%"
+        reason = f"{where}: the interval excludes the theory value, within 50%"
+        return Verdict.graded("partly agrees", reason, measured=measured)
+    return Verdict.graded("does not agree", f"{where}: off by {100 * rel:.0f}%", measured=measured)
 
 
 def run(ctx: ExperimentContext) -> Section:
@@ -75,7 +79,7 @@ def run(ctx: ExperimentContext) -> Section:
     _io.write_csv(ctx.path("model_scaling.csv"), rows)
     alpha = b.alpha
     theory = (1 - alpha) / alpha
-    bayes = bayes_reference(corpus, b.n_train, b.n_test, [b.n_train])
+    bayes = bayes_learning_curve(corpus, b.n_train, b.n_test, [b.n_train])
     bayes_bits = None if bayes is None else bayes["bits_per_token"][-1]
 
     fits: dict[str, Any] = {"theory_exponent": theory, "alpha": alpha, "bayes_bits": bayes_bits}
@@ -182,7 +186,7 @@ def run(ctx: ExperimentContext) -> Section:
         ],
     )
     main_fit = fit_fixed or fit_free
-    verdict, why = exponent_verdict(main_fit, "gamma", theory)
+    verdict = exponent_verdict(main_fit, "gamma", theory)
     caveat = (
         " At this scale the models are trained for a fixed number of epochs on a small corpus, so "
         "the loss differences are dominated by optimisation rather than capacity; the exponent "
@@ -224,8 +228,8 @@ def run(ctx: ExperimentContext) -> Section:
             f"storing syntax first and entities in decreasing frequency, the excess loss at "
             f"capacity C decays as C^-((1-alpha)/alpha) = C^-{theory:.3f} for alpha={alpha}."
         ),
-        verdict=verdict,
-        verdict_text=why + "." + caveat,
+        verdict=verdict.status,
+        verdict_text=verdict.text() + "." + caveat,
         figures=figures,
         files=["model_scaling.csv", "fits.json"],
         headline=(

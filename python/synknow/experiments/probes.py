@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from synknow.tokens import BOS, EOS, IGNORE, PAD, bucket_label, frequency_bucket
+
 __all__ = [
     "ValueLayout",
     "ValueTargets",
@@ -28,29 +30,19 @@ __all__ = [
     "value_stats",
     "summarise_distribution",
     "probe_model",
+    "frequency_bucket",
     "bucket_of",
     "bucket_label",
+    "PAD",
+    "BOS",
+    "EOS",
+    "IGNORE",
 ]
 
-PAD, BOS, EOS = 0, 1, 2
-IGNORE = -100  # target id skipped by the loss
 LN2 = math.log(2.0)
 
-
-def bucket_of(counts: np.ndarray) -> np.ndarray:
-    """SPEC 3.6 frequency buckets: 0 -> 0, 1 -> 1, 2-3 -> 2, 4-7 -> 3, ..."""
-    counts = np.asarray(counts, dtype=np.int64)
-    out = np.zeros(counts.shape, dtype=np.int64)
-    pos = counts > 0
-    out[pos] = np.floor(np.log2(counts[pos])).astype(np.int64) + 1
-    return out
-
-
-def bucket_label(bucket: int) -> str:
-    if bucket <= 1:
-        return str(bucket)
-    lo = 1 << (bucket - 1)
-    return f"{lo}-{2 * lo - 1}"
+# Earlier name of synknow.tokens.frequency_bucket in this module; kept for existing callers.
+bucket_of = frequency_bucket
 
 
 @dataclass
@@ -94,7 +86,7 @@ class ValueTargets:
 
     @property
     def bucket(self) -> np.ndarray:
-        return bucket_of(self.count)
+        return frequency_bucket(self.count)
 
 
 def revealed_pairs(corpus: Any, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from synknow.experiments import _io
+from synknow.experiments.presets import EXPERIMENTS
+from synknow.experiments.verdict import STATUSES
 
 __all__ = [
     "Section",
@@ -21,7 +23,8 @@ __all__ = [
     "fmt",
 ]
 
-VERDICTS = ("agrees", "partly agrees", "does not agree", "inconclusive", "failed")
+# A section's verdict: a Verdict status, or "failed" when the experiment stopped with an error.
+VERDICTS = (*STATUSES, "failed")
 
 TITLES = {
     "data-scaling": "E1 — data scaling",
@@ -144,8 +147,6 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 def build_report(out: Path) -> Path:
     """Writes ``out/README.md`` from the manifest and every experiment section found in ``out``
     (so experiments run separately into the same directory with ``--resume`` accumulate)."""
-    from synknow.experiments.runner import EXPERIMENTS
-
     manifest = _io.read_json(out / "manifest.json")
     env = manifest.get("environment", {})
     sections = [(name, read_section(out / name)) for name in EXPERIMENTS]
@@ -163,7 +164,10 @@ def build_report(out: Path) -> Path:
         "",
         f"Environment: synknow {env.get('synknow')}, Python {env.get('python')}, torch "
         f"{env.get('torch')}, numpy {env.get('numpy')}; device `{env.get('device')}` "
-        f"({env.get('cpu_count')} CPU cores); commit `{env.get('git_commit')}`"
+        f"({env.get('cpu_count')} CPU cores"
+        + (f", {env['cpu']}" if env.get("cpu") else "")
+        + (f", {env['torch_cpu_capability']} kernels" if env.get("torch_cpu_capability") else "")
+        + f"); commit `{env.get('git_commit')}`"
         + (" (with uncommitted changes)" if env.get("git_dirty") else "")
         + f"; started {manifest.get('created')}.",
         "",

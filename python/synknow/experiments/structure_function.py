@@ -18,8 +18,9 @@ from synknow.experiments.common import (
     load_model,
     structure_reference,
 )
+from synknow.experiments.context import ExperimentContext
 from synknow.experiments.report import Section, fmt, markdown_table
-from synknow.experiments.runner import ExperimentContext
+from synknow.experiments.verdict import Verdict
 
 CLAIM = (
     "Training a language model is two-part compression: as capacity grows a model moves down "
@@ -214,16 +215,7 @@ def run(ctx: ExperimentContext) -> Section:
         checks["effective model bits grow with size"] = (
             all(a < b_ for a, b_ in zip(eff, eff[1:], strict=False)) and eff[-1] > 0
         )
-    passed = sum(checks.values())
-    verdict = (
-        "inconclusive"
-        if not checks
-        else "agrees"
-        if passed == len(checks)
-        else "partly agrees"
-        if passed
-        else "does not agree"
-    )
+    verdict = Verdict.from_checks(checks)
     far = [p for p in placed if p["effective_model_bits"] is not None]
     note = ""
     if far:
@@ -249,12 +241,10 @@ def run(ctx: ExperimentContext) -> Section:
             "h(C) is the lower envelope any model with C bits of parameters can reach on its "
             "training data; training moves a model along it, storing frequent entities first."
         ),
-        verdict=verdict,
-        verdict_text="; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
-        + "."
-        + note,
+        verdict=verdict.status,
+        verdict_text=verdict.text() + "." + note,
         figures=figures,
         files=["structure_function.csv", "models_on_curve.csv", "fits.json"],
-        headline=f"MDL at {mdl:,} entities ({fmt(total[mdl])} bits); {passed}/{len(checks)} "
-        "checks hold",
+        headline=f"MDL at {mdl:,} entities ({fmt(total[mdl])} bits); "
+        f"{verdict.passed}/{len(verdict.checks)} checks hold",
     )

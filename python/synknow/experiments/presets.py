@@ -1,0 +1,395 @@
+"""Experiment presets: the scale of every experiment (corpus, model sizes, training budgets),
+plus the catalogue of experiment names. Data only; nothing here runs anything."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from synknow.experiments import _io
+
+__all__ = [
+    "EXPERIMENTS",
+    "PRESETS",
+    "ModelSpec",
+    "TrainSpec",
+    "CorpusSpec",
+    "BaseSweep",
+    "DataScalingSettings",
+    "FinetuneSettings",
+    "HallucinationSettings",
+    "StructureSettings",
+    "Preset",
+    "get_preset",
+    "resolve_experiments",
+    "describe_presets",
+]
+
+# CLI name -> module under synknow.experiments, in report order.
+EXPERIMENTS: dict[str, str] = {
+    "data-scaling": "data_scaling",
+    "model-scaling": "model_scaling",
+    "acquisition": "acquisition",
+    "finetune": "finetune",
+    "hallucination": "hallucination",
+    "structure-function": "structure_function",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A GPT shape (see :class:`synknow.train.config.ModelConfig`)."""
+
+    name: str
+    n_layer: int
+    n_head: int
+    d_model: int
+
+    def model_dict(self, context_length: int) -> dict[str, Any]:
+        return {
+            "n_layer": self.n_layer,
+            "n_head": self.n_head,
+            "d_model": self.d_model,
+            "context_length": context_length,
+        }
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Optimisation of one pre-training run. ``epochs`` passes over the training prefix;
+    ``n_evals`` evaluations at log-spaced steps (plus the end), each on ``eval_docs`` test
+    documents (the final one on all of them)."""
+
+    epochs: float
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    context_length: int = 64
+    n_evals: int = 8
+    eval_docs: int = 400
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """The synthetic corpus family: a :mod:`synknow.presets` name plus overrides; ``alpha`` and
+    ``beta`` are set per experiment."""
+
+    preset: str = "procedural"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    beta: float = 10.0
+
+    def config(self, alpha: float, seed: int) -> Any:
+        from synknow import presets
+
+        return presets.by_name(
+            self.preset, **{**self.overrides, "alpha": alpha, "beta": self.beta, "seed": seed}
+        )
+
+
+@dataclass(frozen=True)
+class BaseSweep:
+    """The shared pre-training sweep: one corpus, several model sizes, periodic evaluation.
+    Used by model-scaling (E2), acquisition (E3), finetune (E4), hallucination (E5) and
+    structure-function (E6)."""
+
+    alpha: float
+    n_train: int
+    n_test: int
+    models: tuple[ModelSpec, ...]
+    train: TrainSpec
+    probe_pairs: int = 4000  # (entity, attribute) fact probes per evaluation (E2, E6)
+
+
+@dataclass(frozen=True)
+class DataScalingSettings:
+    """E1: one model size trained in a single pass per ``alpha``, evaluated at log-spaced
+    numbers of documents seen; the Bayes learning curve on the same test split, up to
+    ``bayes_n_max`` training documents."""
+
+    alphas: tuple[float, ...]
+    n_train: int
+    n_test: int
+    model: ModelSpec
+    train: TrainSpec
+    bayes_n_max: int
+    bayes_points: int = 14
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """E4: inject ``n_new`` new entities, each stated in ``repetitions`` documents, with and
+    without ``replay`` (fraction of each batch drawn from the pre-training documents); then a
+    question-answer format learned by fine-tuning on ``qa_train`` entities for ``qa_steps``."""
+
+    repetitions: tuple[int, ...] = (1, 3, 10, 30, 100)
+    n_new: int = 8
+    replay: float = 0.5
+    lr: float = 1e-3
+    batch_size: int = 16
+    max_steps: int = 400
+    qa_train: int = 200
+    qa_test: int = 200
+    qa_steps: int = 150
+    qa_eval_every: int = 10
+    model: str = ""  # name of a base model; "" = the largest
+
+
+@dataclass(frozen=True)
+class HallucinationSettings:
+    """E5: value predictions on the test split of the base corpus by frequency bucket."""
+
+    confident: float = 0.5  # "confident" = top probability at least this
+    reliability_bins: int = 10
+    model: str = ""  # "" = the largest base model
+
+
+@dataclass(frozen=True)
+class StructureSettings:
+    """E6: the structure function of the base training corpus and the base models on it."""
+
+    bits_per_param: float = 2.0  # nominal storage capacity for the x-axis placement
+    score_docs: int = 2000  # training documents scored to estimate each model's code length
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything an experiment needs to know about its scale."""
+
+    name: str
+    description: str
+    corpus: CorpusSpec
+    base: BaseSweep
+    data_scaling: DataScalingSettings
+    finetune: FinetuneSettings = FinetuneSettings()
+    hallucination: HallucinationSettings = HallucinationSettings()
+    structure: StructureSettings = StructureSettings()
+    seed: int = 1
+    n_boot: int = 500
+    device: str = "auto"
+    threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _io.jsonable(dataclasses.asdict(self))
+
+
+# Equal-length templates make every document the same length (2 + m (L + J + 2) tokens), so
+# documents pack into training windows with no padding when the context is a multiple of it.
+_SMALL_CORPUS = CorpusSpec(
+    preset="procedural",
+    overrides={
+        "n_attributes": 4,
+        "pool_sizes": (24, 24, 24, 24),
+        "attribute_pool": (0, 1, 2, 3),
+        "name_parts": (80, 80, 300),
+        "templates_per_attribute": 4,
+        "template_length": (3, 3),
+        "syntax_vocab": 40,
+    },
+    beta=10.0,
+)
+_SMALL_DOC = 34  # tokens per document of _SMALL_CORPUS
+_SMALL_CORPUS_WIDE_NAMES = dataclasses.replace(
+    _SMALL_CORPUS, overrides={**_SMALL_CORPUS.overrides, "name_parts": (100, 100, 800)}
+)
+
+_MICRO = Preset(
+    name="micro",
+    description="seconds; for the test suite only (numbers are meaningless)",
+    corpus=CorpusSpec(
+        preset="procedural",
+        overrides={
+            "n_attributes": 2,
+            "pool_sizes": (8, 8),
+            "attribute_pool": (0, 1),
+            "name_parts": (20, 20, 50),
+            "templates_per_attribute": 2,
+            "template_length": (2, 2),
+            "syntax_vocab": 12,
+        },
+        beta=4.0,
+    ),
+    base=BaseSweep(
+        alpha=0.5,
+        n_train=150,
+        n_test=40,
+        models=(ModelSpec("d8", 1, 1, 8), ModelSpec("d16", 1, 2, 16)),
+        train=TrainSpec(epochs=2, batch_size=8, context_length=64, n_evals=3, eval_docs=20),
+        probe_pairs=100,
+    ),
+    data_scaling=DataScalingSettings(
+        alphas=(0.3, 0.5, 0.7),
+        n_train=160,
+        n_test=40,
+        model=ModelSpec("d8", 1, 1, 8),
+        train=TrainSpec(epochs=1, batch_size=8, context_length=64, n_evals=5, eval_docs=20),
+        bayes_n_max=400,
+        bayes_points=6,
+    ),
+    finetune=FinetuneSettings(
+        repetitions=(1, 3),
+        n_new=2,
+        max_steps=6,
+        batch_size=4,
+        qa_train=10,
+        qa_test=10,
+        qa_steps=6,
+        qa_eval_every=3,
+    ),
+    structure=StructureSettings(score_docs=50),
+    n_boot=30,
+    threads=1,
+)
+
+_CPU_TINY = Preset(
+    name="cpu-tiny",
+    description="a few minutes on 2 CPU cores: every experiment end to end, tiny models",
+    corpus=_SMALL_CORPUS,
+    base=BaseSweep(
+        alpha=0.5,
+        n_train=4000,
+        n_test=400,
+        models=(
+            ModelSpec("d16", 2, 2, 16),
+            ModelSpec("d32", 2, 2, 32),
+            ModelSpec("d64", 2, 4, 64),
+            ModelSpec("d96", 2, 4, 96),
+        ),
+        train=TrainSpec(
+            epochs=6,
+            batch_size=16,
+            lr=3e-3,
+            context_length=4 * _SMALL_DOC,
+            n_evals=8,
+            eval_docs=200,
+        ),
+        probe_pairs=2000,
+    ),
+    data_scaling=DataScalingSettings(
+        alphas=(0.3, 0.5, 0.7),
+        n_train=12000,
+        n_test=400,
+        model=ModelSpec("d64", 2, 4, 64),
+        # Small batches: one pass over few documents, so as many optimiser steps as possible.
+        train=TrainSpec(
+            epochs=1,
+            batch_size=4,
+            lr=3e-3,
+            context_length=4 * _SMALL_DOC,
+            n_evals=10,
+            eval_docs=200,
+        ),
+        bayes_n_max=200_000,
+    ),
+    finetune=FinetuneSettings(max_steps=300, qa_steps=120),
+    n_boot=400,
+    # One thread: on a shared 2-core machine two torch threads contend with everything else
+    # (measured 2-10x slower than one thread under load).
+    threads=1,
+)
+
+_GPU_SMALL = Preset(
+    name="gpu-small",
+    description="minutes on one H100: larger corpora and models up to ~5M parameters",
+    corpus=_SMALL_CORPUS_WIDE_NAMES,
+    base=BaseSweep(
+        alpha=0.5,
+        n_train=100_000,
+        n_test=2000,
+        models=tuple(
+            ModelSpec(f"d{d}", layers, heads, d)
+            for layers, heads, d in ((2, 2, 32), (3, 4, 64), (4, 4, 128), (6, 4, 256), (6, 8, 384))
+        ),
+        train=TrainSpec(
+            epochs=30,
+            batch_size=128,
+            lr=2e-3,
+            context_length=8 * _SMALL_DOC,
+            n_evals=12,
+            eval_docs=1000,
+        ),
+        probe_pairs=20000,
+    ),
+    data_scaling=DataScalingSettings(
+        alphas=(0.3, 0.5, 0.7),
+        n_train=1_000_000,
+        n_test=2000,
+        model=ModelSpec("d256", 6, 4, 256),
+        train=TrainSpec(
+            epochs=1,
+            batch_size=128,
+            lr=2e-3,
+            context_length=8 * _SMALL_DOC,
+            n_evals=12,
+            eval_docs=1000,
+        ),
+        bayes_n_max=2_000_000,
+        bayes_points=20,
+    ),
+    finetune=FinetuneSettings(max_steps=1000, batch_size=32, qa_train=2000, qa_test=1000),
+    structure=StructureSettings(score_docs=20000),
+    n_boot=1000,
+)
+
+_GPU_FULL = Preset(
+    name="gpu-full",
+    description="the bios corpus at scale; models up to ~100M parameters (hours on one GPU)",
+    corpus=CorpusSpec(preset="bios", overrides={}, beta=10.0),
+    base=BaseSweep(
+        alpha=0.7,
+        n_train=2_000_000,
+        n_test=5000,
+        models=tuple(
+            ModelSpec(name, *shape)
+            for name, shape in (
+                ("1m", (5, 4, 128)),
+                ("5m", (6, 4, 256)),
+                ("20m", (12, 6, 384)),
+                ("50m", (16, 8, 512)),
+                ("100m", (14, 12, 768)),
+            )
+        ),
+        train=TrainSpec(
+            epochs=20, batch_size=256, lr=1e-3, context_length=512, n_evals=16, eval_docs=2000
+        ),
+        probe_pairs=100_000,
+    ),
+    data_scaling=DataScalingSettings(
+        alphas=(0.3, 0.5, 0.7),
+        n_train=10_000_000,
+        n_test=5000,
+        model=ModelSpec("20m", 12, 6, 384),
+        train=TrainSpec(
+            epochs=1, batch_size=256, lr=1e-3, context_length=512, n_evals=16, eval_docs=2000
+        ),
+        bayes_n_max=20_000_000,
+        bayes_points=24,
+    ),
+    finetune=FinetuneSettings(max_steps=2000, batch_size=64, qa_train=5000, qa_test=2000),
+    structure=StructureSettings(score_docs=50000),
+    n_boot=1000,
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (_CPU_TINY, _GPU_SMALL, _GPU_FULL, _MICRO)}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; unknown names raise ``ValueError`` listing the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+
+
+def resolve_experiments(name: str) -> list[str]:
+    """``"all"`` -> every experiment in report order; an experiment name -> itself."""
+    if name == "all":
+        return list(EXPERIMENTS)
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}, all")
+    return [name]
+
+
+def describe_presets() -> str:
+    """One line per preset, for ``--help``."""
+    return "\n".join(f"  {p.name:<10} {p.description}" for p in PRESETS.values())
