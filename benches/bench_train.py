@@ -6,7 +6,7 @@ the first logging interval (warm-up, compilation). A second, hand-timed loop spl
 data assembly, forward + loss, backward and optimiser.
 
 On a CUDA machine every size runs in bf16 autocast and MFU is reported against the device's
-dense bf16 peak (:data:`synknow.train.train.PEAK_BF16_FLOPS`). Without CUDA only the CPU sizes
+dense bf16 peak (:data:`synknow.train.loop.PEAK_BF16_FLOPS`). Without CUDA only the CPU sizes
 run (``tiny`` and ``1m`` by default) and the GPU sizes are listed as skipped.
 
     python benches/bench_train.py                      # CPU: tiny, 1m at 1 and 2 threads
@@ -31,9 +31,10 @@ from typing import Any
 import synknow
 import torch
 from synknow.fsutil import atomic_write_text
+from synknow.provenance import git_info
 from synknow.train import GPT, MODEL_SIZES, TrainConfig, TrainData
 from synknow.train import train as train_fn
-from synknow.train.train import _TrainStep, git_info, peak_flops, versions
+from synknow.train.loop import _TrainStep, peak_flops, versions
 
 CPU_SIZES = ("tiny", "1m")
 RESULTS = Path(__file__).resolve().parent / "results"

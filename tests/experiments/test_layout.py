@@ -7,7 +7,6 @@ import ast
 import os
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pytest
 import synknow.experiments as experiments_pkg
@@ -16,6 +15,7 @@ from synknow.experiments.common import log_steps
 from synknow.experiments.report import VERDICTS, Section
 from synknow.experiments.verdict import NOT_TESTED, STATUSES, Precondition, Verdict
 from synknow.fsutil import default_file_mode
+from synknow.plots import new_figure, save_figure
 from synknow.tokens import log_grid
 
 PACKAGE = Path(experiments_pkg.__file__).parent
@@ -154,11 +154,8 @@ def test_log_steps_is_the_shared_log_grid_ending_at_total(total: int, k: int, fi
 
 
 def test_outputs_are_atomic_and_follow_the_umask(tmp_path: Path) -> None:
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     a = _io.write_json(tmp_path / "a.json", {"x": np.float64(1.5)})
-    b = _io.save_figure(plt.figure(), tmp_path / "b.png")
+    b = save_figure(new_figure()[0], tmp_path / "b.png")
     for p in (a, b):
         assert p.stat().st_mode & 0o777 == default_file_mode()
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.png"]  # no temporaries left
@@ -167,9 +164,9 @@ def test_outputs_are_atomic_and_follow_the_umask(tmp_path: Path) -> None:
         f.write(b"partial")
         raise RuntimeError("disk full")
 
-    fig = plt.figure()
+    fig = new_figure()[0]
     fig.savefig = broken_savefig
     with pytest.raises(RuntimeError, match="disk full"):
-        _io.save_figure(fig, tmp_path / "b.png")
+        save_figure(fig, tmp_path / "b.png")
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.png"]
     assert b.read_bytes().startswith(b"\x89PNG")  # the old figure is intact

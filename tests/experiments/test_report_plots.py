@@ -14,6 +14,7 @@ from synknow.experiments.report import Section, build_report, fmt, markdown_tabl
 from synknow.experiments.runner import get_preset, prepare_output
 from synknow.fit import fit_power_law
 from synknow.fsutil import default_file_mode
+from synknow.plots import new_figure, save_figure
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -164,12 +165,7 @@ def test_preset_corpora_have_enough_names(name: str) -> None:
 
 def test_outputs_are_world_readable(tmp_path: Path) -> None:
     a = _io.write_text(tmp_path / "a.txt", "x")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    b = _io.save_figure(plt.figure(), tmp_path / "b.png")
+    b = save_figure(new_figure()[0], tmp_path / "b.png")
     for p in (a, b):
         # Ordinary files: 0o666 less the umask (0o644 under the usual 022), not mkstemp's 0o600.
         assert p.stat().st_mode & 0o777 == default_file_mode()

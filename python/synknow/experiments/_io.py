@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from synknow.fsutil import atomic_write_text, atomic_writer
+from synknow.fsutil import atomic_write_text
 
 __all__ = [
     "write_text",
@@ -23,7 +23,6 @@ __all__ = [
     "read_json",
     "write_csv",
     "read_csv",
-    "save_figure",
     "jsonable",
 ]
 
@@ -84,15 +83,3 @@ def write_csv(
 def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
-    """Saves a matplotlib figure as PNG atomically and closes it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_writer(path, binary=True) as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return Path(path)

@@ -106,7 +106,7 @@ def _train_config(
 
 def load_model(run_dir: Path, corpus: Any, device: str = "cpu") -> Any:
     """The latest checkpoint of a training run made by :func:`train_with_evaluations`."""
-    from synknow.train.train import load_run
+    from synknow.train.rundir import load_run
 
     return load_run(run_dir / "train", corpus=corpus, device=_device(device)).model
 
@@ -144,8 +144,8 @@ def train_with_evaluations(
     import json
 
     from synknow.train.data import TrainData
+    from synknow.train.loop import train
     from synknow.train.model import param_count
-    from synknow.train.train import train
 
     seed = ctx.preset.seed if seed is None else seed
     cfg = _train_config(

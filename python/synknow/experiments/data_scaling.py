@@ -367,8 +367,8 @@ def _verdict(
 ) -> Verdict:
     """Bayes exponents within the one-seed tolerance of 1 - alpha; the transformer's too, with
     its fitted limit E above 0 (else its curve is a transient, not the asymptote)."""
-    bayes_ok = []
-    model_ok = []
+    bayes_ok: list[bool] = []
+    model_ok: list[bool] = []
     for alpha in results:
         for learner, ok in (("bayes", bayes_ok), ("model", model_ok)):
             f = fit_objs.get((alpha, learner))

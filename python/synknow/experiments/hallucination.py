@@ -202,7 +202,7 @@ def run(ctx: ExperimentContext) -> Section:
     unseen = next((r for r in model_rows if r["bucket"] == "0"), None)
     unseen_b = next((r for r in bayes_rows if r["bucket"] == "0"), None)
     freq = [r for r in model_rows if r["bucket"] not in ("0", "1", "all")]
-    if unseen is None:
+    if unseen is None or unseen_b is None:
         verdict = Verdict.from_checks({}, reason="The test split has no unseen entities.")
     else:
         hallucinates = unseen["wrong_confident_rate"] > unseen_b["wrong_confident_rate"] + 0.01

@@ -101,10 +101,10 @@ def run(ctx: ExperimentContext) -> Section:
 
     figures: list[tuple[str, str]] = []
     if rows:
-        x = [r["params_non_embedding"] for r in rows]
+        params = [r["params_non_embedding"] for r in rows]
         series = [
             {
-                "x": x,
+                "x": params,
                 "y": [r["bits_per_token"] for r in rows],
                 "label": "transformer test loss",
                 "fit": fit_fixed or fit_free,
@@ -124,7 +124,7 @@ def run(ctx: ExperimentContext) -> Section:
         plots.lines_plot(
             ctx.path("roles_vs_params.png"),
             [
-                {"x": x, "y": [r[f"{role}_bits"] for r in rows], "label": role}
+                {"x": params, "y": [r[f"{role}_bits"] for r in rows], "label": role}
                 for role in ("syntax", "name", "value")
             ],
             xlabel="non-embedding parameters",

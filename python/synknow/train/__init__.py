@@ -16,8 +16,6 @@ Modules: ``config`` (the run configuration), ``data`` (windows and evaluation ba
 ``checkpoint``, ``distributed`` and ``rundir`` (run directories and :func:`load_run`).
 """
 
-import sys
-import types
 from typing import TYPE_CHECKING
 
 from synknow.train.config import (
@@ -95,27 +93,6 @@ def __getattr__(name: str) -> object:
     globals()[name] = value
     return value
 
-
-def _from_split_modules(name: str) -> object:
-    """A name of the former ``synknow.train.train`` module, from where it lives now."""
-    import importlib
-
-    if name.startswith("__"):  # introspection (inspect.getmodule probes __file__ of every
-        raise AttributeError(name)  # module in sys.modules) must not import torch
-    for home in ("loop", "checkpoint", "rundir", "distributed"):
-        module = importlib.import_module(f"{__name__}.{home}")
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module 'synknow.train.train' has no attribute {name!r}")
-
-
-# ``synknow.train.train`` as a module path: until the loop moved to ``loop.py`` it named the
-# training module, and ``from synknow.train.train import load_run`` keeps working. It is only
-# an entry of ``sys.modules`` (no file), so importing it never rebinds the package attribute
-# ``train``, which stays the function; names resolve lazily, without torch.
-_former = types.ModuleType(f"{__name__}.train", "Former path of synknow.train.loop.")
-_former.__getattr__ = _from_split_modules  # type: ignore[method-assign]
-sys.modules.setdefault(_former.__name__, _former)
 
 __all__ = [
     "MODEL_SIZES",
