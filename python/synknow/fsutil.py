@@ -141,14 +141,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int | No
     return Path(path)
 
 
-def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+def remove_stale_temporaries(
+    directory: str | os.PathLike[str], *, recursive: bool = False
+) -> list[Path]:
     """Deletes ``.NAME.tmp-PID-*`` files and directories in ``directory`` whose PID is dead.
 
     Returns what was removed. Temporaries of live processes (a concurrent writer) are kept.
-    A missing directory is not an error.
+    A missing directory is not an error. ``recursive=True`` also cleans every subdirectory
+    (symbolic links are not followed).
     """
     directory = Path(directory)
     removed: list[Path] = []
+    if recursive:
+        for sub, dirs, _files in os.walk(directory):
+            dirs[:] = [d for d in dirs if _TMP_RE.match(d) is None]  # removed whole, below
+            removed += remove_stale_temporaries(sub)
+        return removed
     try:
         entries = list(directory.iterdir())
     except (FileNotFoundError, NotADirectoryError):

@@ -172,3 +172,21 @@ def test_resume_skips_every_finished_run(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in out.rglob("done.json")} == before
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["experiments"]["hallucination"]["runs_done"] == 0
+
+
+def test_resume_removes_temporaries_of_killed_runs(tmp_path: Path, capsys) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "o"
+    prepare_output(out, get_preset("micro"), resume=False)
+    stale = out / "data-scaling" / f".loss.png.tmp-{dead.pid}-0123abcd"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half a png")
+    keep = out / "data-scaling" / "loss.png"
+    keep.write_bytes(b"png")
+    prepare_output(out, get_preset("micro"), resume=True)
+    assert not stale.exists() and keep.exists()
+    assert str(stale) in capsys.readouterr().err

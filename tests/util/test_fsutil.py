@@ -92,3 +92,14 @@ def test_pid_alive() -> None:
     assert fsutil.pid_alive(os.getpid())
     assert not fsutil.pid_alive(_dead_pid())
     assert not fsutil.pid_alive(0) and not fsutil.pid_alive(-5)
+
+
+def test_recursive_cleanup_reaches_subdirectories(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    stale = deep / f".x.csv.tmp-{dead}-00ff00ff"
+    stale.write_text("partial")
+    assert fsutil.remove_stale_temporaries(tmp_path) == []  # not recursive by default
+    assert fsutil.remove_stale_temporaries(tmp_path, recursive=True) == [stale]
+    assert not stale.exists()

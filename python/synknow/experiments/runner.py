@@ -23,6 +23,7 @@ import datetime as _dt
 import importlib
 import json
 import platform
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ from synknow.experiments.presets import (
     get_preset,
     resolve_experiments,
 )
+from synknow.fsutil import remove_stale_temporaries
 from synknow.provenance import git_info
 
 __all__ = [
@@ -148,6 +150,8 @@ def prepare_output(out: Path, preset: Preset, *, resume: bool) -> dict[str, Any]
                 "runs are skipped) or choose another --out"
             )
         if manifest_path.is_file():
+            for path in remove_stale_temporaries(out, recursive=True):
+                print(f"removed a temporary left by a killed run: {path}", file=sys.stderr)
             manifest = _io.read_json(manifest_path)
             if manifest.get("preset") != preset.name:
                 raise ValueError(
