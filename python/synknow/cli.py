@@ -19,6 +19,15 @@ from synknow.plots import MatplotlibMissingError
 
 __all__ = ["main", "build_parser"]
 
+# Optional dependencies and the extra that brings each: a missing one is a one-line hint.
+_EXTRAS = {
+    "torch": "train",
+    "safetensors": "train",
+    "synknow_kernels": "train",
+    "triton": "train",
+    "matplotlib": "plot",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -46,6 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        root = (e.name or "").partition(".")[0]
+        if root not in _EXTRAS:
+            raise
+        print(
+            f"synknow {args.command}: error: this needs {root}: "
+            f"pip install 'synknow[{_EXTRAS[root]}]'",
+            file=sys.stderr,
+        )
+        return 2
     except (ValueError, OSError, MatplotlibMissingError) as e:
         print(f"synknow {args.command}: error: {e}", file=sys.stderr)
         return 2
