@@ -398,7 +398,9 @@ fn corpus_files(dir: &Path) -> Result<Vec<String>, String> {
         return Ok(present);
     }
     let manifest_path = dir.join("manifest.json");
-    let meta = fs::metadata(&manifest_path).map_err(|_| "it has no manifest.json".to_string())?;
+    present.sort();
+    let meta = fs::metadata(&manifest_path)
+        .map_err(|_| format!("it has no manifest.json and holds '{}'", present[0]))?;
     if meta.len() > MAX_MANIFEST_BYTES {
         return Err("its manifest.json is too large to be a synknow manifest".into());
     }
