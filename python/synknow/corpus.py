@@ -416,6 +416,12 @@ def _load_at(dir_fd: int, path: Path, *, verify: bool, mmap: bool) -> Corpus:
         raise CorpusError(f"{mpath}: invalid config in manifest: {e}") from None
     if verify:
         _check_config_hash(manifest, raw_config, mpath)
+        vocab_size = _core.grammar_info(config.to_json())["vocab_size"]
+        if manifest.get("vocab_size") != vocab_size:
+            raise CorpusError(
+                f"{mpath}: vocab_size={manifest.get('vocab_size')!r:.40} but the "
+                f"configuration has {vocab_size}"
+            )
     entries = manifest.get("arrays")
     if not isinstance(entries, dict):
         raise CorpusError(f"{mpath}: 'arrays' must be a JSON object mapping names to entries")
@@ -530,6 +536,9 @@ def _check_entry(entry: Any, name: str, mpath: Path) -> tuple[str, str, list[int
         raise CorpusError(
             f"{where}.file {file!r:.60} leaves the corpus directory (must be a plain file name)"
         )
+    if file != f"{name}.npy":
+        # Always so when synknow wrote it; two entries naming one file would load silently.
+        raise CorpusError(f"{where}.file must be {name}.npy, got {file!r:.60}")
     if not isinstance(dtype, str):
         raise CorpusError(f"{where}.dtype must be a string, got {dtype!r:.40}")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
