@@ -836,7 +836,6 @@ pub fn generate_to_dir(
         return Err(CorpusError::Argument("shard_docs must be >= 1".into()));
     }
     let mut sampler = Sampler::new(config, n_docs)?;
-    let needs = StreamNeeds::estimate(&sampler, n_docs);
     if needs_u32(&sampler.grammar) {
         stream_with::<u32>(
             &mut sampler,
@@ -845,7 +844,6 @@ pub fn generate_to_dir(
             threads,
             dir,
             overwrite,
-            needs,
             progress,
         )
     } else {
@@ -856,7 +854,6 @@ pub fn generate_to_dir(
             threads,
             dir,
             overwrite,
-            needs,
             progress,
         )
     }
@@ -869,9 +866,9 @@ fn stream_with<T: TokenWord>(
     threads: Option<usize>,
     dir: &Path,
     overwrite: bool,
-    needs: StreamNeeds,
     progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
 ) -> Result<StreamSummary, CorpusError> {
+    let needs = StreamNeeds::estimate(sampler, n_docs);
     // Disk first: it is the scarcer resource, and the message most users need.
     let staging = Staging::new(dir, overwrite, needs.disk_bytes)?;
     if let Some(total) = total_memory_bytes() {
