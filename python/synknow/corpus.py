@@ -189,7 +189,11 @@ class Corpus:
         return np.bincount(self.doc_entity[:n], minlength=self.n_entities).astype(np.int64)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Writes the corpus directory atomically (temp dir + rename); returns its path."""
+        """Writes the corpus directory atomically (temp dir + rename); returns its path.
+
+        An existing ``path`` is an error, unless ``overwrite=True`` and it is a synknow corpus
+        directory, which is then replaced in one atomic exchange (docs/corpus-format.md).
+        """
         path = Path(path)
         _remove_stale_staging(path)
         arrays = []
@@ -223,10 +227,38 @@ def _check_consistency(arrays: dict[str, np.ndarray], config: SyntaxKnowledgeCon
     off = arrays["doc_offsets"]
     if len(off) != n + 1:
         raise bad(f"doc_offsets has {len(off)} entries for {n} documents (needs N+1)")
-    if int(off[0]) != 0 or int(off[-1]) != t:
+    if n and (int(off[0]) != 0 or int(off[-1]) != t):
         raise bad(
             f"doc_offsets must run from 0 to len(tokens)={t}, got {int(off[0])}..{int(off[-1])}"
         )
+    if len(arrays["roles"]) != t:
+        raise bad(f"roles has {len(arrays['roles'])} entries for {t} tokens")
+    m, a, j = config.m, config.n_attributes, len(config.name_parts)
+    for name, shape in (
+        ("sentence_attribute", (n, m)),
+        ("sentence_template", (n, m)),
+        ("entity_names", (k, j)),
+        ("entity_values", (k, a)),
+        ("entity_first_doc", (k,)),
+    ):
+        if tuple(arrays[name].shape) != shape:
+            raise bad(f"{name} has shape {tuple(arrays[name].shape)}, expected {shape}")
+    theta_offsets = arrays["theta_offsets"]
+    if len(theta_offsets) != a + 1:
+        raise bad(f"theta_offsets has {len(theta_offsets)} entries, expected {a + 1}")
+
+
+def _check_invariants(arrays: dict[str, np.ndarray]) -> None:
+    """What a corpus read from disk must also satisfy (in-memory corpora built by hand, e.g. for
+    the code-length engines' own error tests, may break these on purpose)."""
+
+    def bad(msg: str) -> CorpusError:
+        return CorpusError(f"inconsistent corpus: {msg}")
+
+    n, t, k = len(arrays["doc_entity"]), len(arrays["tokens"]), len(arrays["entity_counts"])
+    off = arrays["doc_offsets"]
+    if int(off[0]) != 0 or int(off[-1]) != t:
+        raise bad(f"doc_offsets must run from 0 to len(tokens)={t}")
     # The O(N) and O(K) invariants below are cheap next to the O(T) token stream, and they are
     # what decode() and the statistics rely on: empty documents or entity ids beyond the table
     # would otherwise print empty text or wrong counts without a word.
@@ -245,21 +277,7 @@ def _check_consistency(arrays: dict[str, np.ndarray], config: SyntaxKnowledgeCon
     first = arrays["entity_first_doc"]
     if k and (_first_not_increasing(first) is not None or int(first[-1]) >= n):
         raise bad(f"entity_first_doc must increase strictly and stay below {n}")
-    if len(arrays["roles"]) != t:
-        raise bad(f"roles has {len(arrays['roles'])} entries for {t} tokens")
-    m, a, j = config.m, config.n_attributes, len(config.name_parts)
-    for name, shape in (
-        ("sentence_attribute", (n, m)),
-        ("sentence_template", (n, m)),
-        ("entity_names", (k, j)),
-        ("entity_values", (k, a)),
-        ("entity_first_doc", (k,)),
-    ):
-        if tuple(arrays[name].shape) != shape:
-            raise bad(f"{name} has shape {tuple(arrays[name].shape)}, expected {shape}")
     theta_offsets = arrays["theta_offsets"]
-    if len(theta_offsets) != a + 1:
-        raise bad(f"theta_offsets has {len(theta_offsets)} entries, expected {a + 1}")
     if (
         int(theta_offsets[0]) != 0
         or int(theta_offsets[-1]) != len(arrays["theta"])
@@ -321,7 +339,9 @@ def generate(
 
     Memory stays bounded by the entity table, 4 bytes per document (the CRP's entity ids) and
     one shard. The directory appears only when complete; Ctrl-C leaves nothing behind. The
-    result is byte-identical to ``sample(...).save(path)``.
+    result is byte-identical to ``sample(...).save(path)``. A corpus that would not fit in the
+    free disk space (estimated from the model) is refused before anything is written;
+    ``overwrite`` works as in :meth:`Corpus.save`.
     """
     config = _with_seed(config, seed)
     n_docs = _check_count("n_docs", n_docs)
@@ -455,7 +475,9 @@ def _load_at(dir_fd: int, path: Path, *, verify: bool, mmap: bool) -> Corpus:
             raise CorpusError(
                 f"{mpath}: {key}={manifest.get(key)!r:.40} but the corpus has {value}"
             )
-    return Corpus(arrays, config, path=path, manifest=manifest)
+    corpus = Corpus(arrays, config, path=path, manifest=manifest)
+    _check_invariants(arrays)
+    return corpus
 
 
 def _open_member(dir_fd: int, path: Path, name: str) -> IO[bytes]:
