@@ -73,6 +73,13 @@ def test_streaming_refuses_a_corpus_larger_than_the_free_disk_before_writing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_streaming_checks_the_name_supply_as_sample_does(tmp_path: Path) -> None:
+    cfg = presets.bios(name_parts=(10, 10, 10))
+    with pytest.raises(ValueError, match=r"'name_parts'.*too few names"):
+        synknow.generate(cfg, 1_000_000, tmp_path / "c", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_generate_refuses_too_large_corpora_in_one_line(tmp_path: Path, capsys) -> None:
     out = tmp_path / "huge"
     args = ["generate", "--docs", "1000000000000", "--out", str(out), "--quiet"]
