@@ -3,19 +3,25 @@ disk, with one format for both (SPEC 3.5, docs/corpus-format.md)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import math
 import os
+import stat
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from synknow import _core
+from synknow import _core, fsutil
 from synknow.config import SyntaxKnowledgeConfig
 
 __all__ = ["Corpus", "CorpusError", "Vocab", "load_corpus", "sample", "generate", "ROLE_NAMES"]
+
+_log = logging.getLogger(__name__)
 
 FORMAT = "synknow-corpus"
 FORMAT_VERSION = 1
@@ -73,6 +79,11 @@ class Vocab:
         return out
 
     def decode(self, tokens: np.ndarray) -> str:
+        tokens = np.asarray(tokens)
+        if tokens.size and int(tokens.max()) >= len(self.strings):
+            raise ValueError(
+                f"token id {int(tokens.max())} is outside the vocabulary ({len(self.strings)} ids)"
+            )
         words = [self.strings[int(t)] for t in tokens if int(t) > 2]
         return " ".join(words).replace(" .", ".").replace(" ,", ",").replace(" 's", "'s")
 
@@ -165,7 +176,11 @@ class Corpus:
 
     def decode(self, i: int) -> str:
         """Document ``i`` as readable text."""
-        return self.vocab.decode(self.document(i))
+        try:
+            return self.vocab.decode(self.document(i))
+        except ValueError as e:
+            where = f"{self.path}: " if self.path else ""
+            raise CorpusError(f"{where}document {i}: {e} (corrupt tokens.npy?)") from None
 
     def entity_counts_at(self, n: int) -> np.ndarray:
         """``c_k(n)``: documents about each entity among the first ``n`` (SPEC 3.6)."""
@@ -174,8 +189,13 @@ class Corpus:
         return np.bincount(self.doc_entity[:n], minlength=self.n_entities).astype(np.int64)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Writes the corpus directory atomically (temp dir + rename); returns its path."""
+        """Writes the corpus directory atomically (temp dir + rename); returns its path.
+
+        An existing ``path`` is an error, unless ``overwrite=True`` and it is a synknow corpus
+        directory, which is then replaced in one atomic exchange (docs/corpus-format.md).
+        """
         path = Path(path)
+        _remove_stale_staging(path)
         arrays = []
         for name in _ARRAYS:
             arr = np.ascontiguousarray(self._arrays[name])
@@ -223,8 +243,65 @@ def _check_consistency(arrays: dict[str, np.ndarray], config: SyntaxKnowledgeCon
     ):
         if tuple(arrays[name].shape) != shape:
             raise bad(f"{name} has shape {tuple(arrays[name].shape)}, expected {shape}")
-    if len(arrays["theta_offsets"]) != a + 1:
-        raise bad(f"theta_offsets has {len(arrays['theta_offsets'])} entries, expected {a + 1}")
+    theta_offsets = arrays["theta_offsets"]
+    if len(theta_offsets) != a + 1:
+        raise bad(f"theta_offsets has {len(theta_offsets)} entries, expected {a + 1}")
+
+
+def _check_invariants(arrays: dict[str, np.ndarray]) -> None:
+    """What a corpus read from disk must also satisfy (in-memory corpora built by hand, e.g. for
+    the code-length engines' own error tests, may break these on purpose)."""
+
+    def bad(msg: str) -> CorpusError:
+        return CorpusError(f"inconsistent corpus: {msg}")
+
+    n, t, k = len(arrays["doc_entity"]), len(arrays["tokens"]), len(arrays["entity_counts"])
+    off = arrays["doc_offsets"]
+    if int(off[0]) != 0 or int(off[-1]) != t:
+        raise bad(f"doc_offsets must run from 0 to len(tokens)={t}")
+    # The O(N) and O(K) invariants below are cheap next to the O(T) token stream, and they are
+    # what decode() and the statistics rely on: empty documents or entity ids beyond the table
+    # would otherwise print empty text or wrong counts without a word.
+    i = _first_not_increasing(off)
+    if i is not None:
+        raise bad(
+            f"doc_offsets must increase strictly, but entry {i + 1} is {int(off[i + 1])} "
+            f"after {int(off[i])} (document {i} would be empty)"
+        )
+    if n and (k == 0 or _chunked_max(arrays["doc_entity"]) >= k):
+        raise bad(f"doc_entity holds entity ids beyond the {k} entities of the entity table")
+    counts = arrays["entity_counts"]
+    # With every count <= N the uint64 sum cannot wrap while K * N < 2^64 (K < 2^32 ids).
+    if k and (_chunked_max(counts) > n or int(np.sum(counts, dtype=np.uint64)) != n):
+        raise bad(f"entity_counts must sum to the {n} documents")
+    first = arrays["entity_first_doc"]
+    if k and (_first_not_increasing(first) is not None or int(first[-1]) >= n):
+        raise bad(f"entity_first_doc must increase strictly and stay below {n}")
+    theta_offsets = arrays["theta_offsets"]
+    if (
+        int(theta_offsets[0]) != 0
+        or int(theta_offsets[-1]) != len(arrays["theta"])
+        or _first_not_increasing(theta_offsets) is not None
+    ):
+        raise bad(f"theta_offsets must increase from 0 to len(theta)={len(arrays['theta'])}")
+
+
+_CHUNK = 1 << 22
+
+
+def _first_not_increasing(a: np.ndarray) -> int | None:
+    """Index ``i`` of the first ``a[i + 1] <= a[i]``, or None; reads ``a`` in chunks (a
+    memory-mapped array is never copied whole)."""
+    for start in range(0, max(len(a) - 1, 0), _CHUNK):
+        block = np.asarray(a[start : start + _CHUNK + 1])
+        bad = np.flatnonzero(block[1:] <= block[:-1])
+        if bad.size:
+            return start + int(bad[0])
+    return None
+
+
+def _chunked_max(a: np.ndarray) -> int:
+    return max(int(np.max(a[s : s + _CHUNK])) for s in range(0, len(a), _CHUNK))
 
 
 def sample(
@@ -262,11 +339,14 @@ def generate(
 
     Memory stays bounded by the entity table, 4 bytes per document (the CRP's entity ids) and
     one shard. The directory appears only when complete; Ctrl-C leaves nothing behind. The
-    result is byte-identical to ``sample(...).save(path)``.
+    result is byte-identical to ``sample(...).save(path)``. A corpus that would not fit in the
+    free disk space (estimated from the model) is refused before anything is written;
+    ``overwrite`` works as in :meth:`Corpus.save`.
     """
     config = _with_seed(config, seed)
     n_docs = _check_count("n_docs", n_docs)
     shard_docs = _check_count("shard_docs", shard_docs, minimum=1)
+    _remove_stale_staging(Path(path))
     callback: Callable[[int, int], None] | None
     bar = None
     if progress is True:
@@ -291,85 +371,263 @@ def generate(
     return Path(path)
 
 
+# How often a load starts again when a concurrent overwrite replaced the directory meanwhile.
+_LOAD_ATTEMPTS = 8
+# A manifest larger than this is not one synknow wrote (it holds a config and 12 entries).
+_MAX_MANIFEST_BYTES = 64 << 20
+
+
+class _Replaced(Exception):
+    """The directory was replaced by a concurrent overwrite while it was being read."""
+
+
 def load_corpus(path: str | os.PathLike[str], *, verify: bool = False, mmap: bool = True) -> Corpus:
     """Opens a corpus directory, memory-mapping every array.
 
-    Checks the manifest, format version, the presence, dtype and shape of every file (a
-    truncated file is caught here) and the cross-array invariants; ``verify=True`` also checks
-    the content hashes (reads everything once).
+    Checks the manifest (fields and their types), format version, the presence, dtype and shape
+    of every file (a truncated file is caught here) and the cross-array invariants;
+    ``verify=True`` also checks the content hashes (reads everything once) and the stored
+    configuration against its ``config_hash``. Every file is opened relative to one handle on
+    the directory, so a load never mixes two corpora when another process overwrites ``path``
+    meanwhile (it starts again on the new one).
     """
     path = Path(path)
+    for _ in range(_LOAD_ATTEMPTS):
+        try:
+            dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFoundError(f"corpus directory not found: {path}") from None
+        try:
+            return _load_at(dir_fd, path, verify=verify, mmap=mmap)
+        except _Replaced:
+            continue
+        finally:
+            os.close(dir_fd)
+    raise CorpusError(
+        f"{path}: replaced by another writer {_LOAD_ATTEMPTS} times while loading; try again"
+    )
+
+
+def _load_at(dir_fd: int, path: Path, *, verify: bool, mmap: bool) -> Corpus:
     mpath = path / "manifest.json"
-    if not path.is_dir():
-        raise FileNotFoundError(f"corpus directory not found: {path}")
-    if not mpath.is_file():
-        raise CorpusError(f"{path} is not a synknow corpus (no manifest.json)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorpusError(f"{mpath}: manifest is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    manifest = _read_manifest(dir_fd, path)
+    if manifest.get("format") != FORMAT:
         raise CorpusError(f"{mpath}: not a synknow corpus manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CorpusError(
-            f"{path}: corpus format version {manifest.get('format_version')} is not supported "
+            f"{path}: corpus format version {version!r:.40} is not supported "
             f"(this synknow reads version {FORMAT_VERSION}); regenerate the corpus"
         )
-    written_by = str(manifest.get("synknow_version", "?"))
-    if written_by.split(".")[:2] != _core.__version__.split(".")[:2]:
+    written_by = manifest.get("synknow_version")
+    if not isinstance(written_by, str) or (
+        written_by.split(".")[:2] != _core.__version__.split(".")[:2]
+    ):
         raise CorpusError(
-            f"{path}: corpus written by synknow {written_by}, incompatible with "
+            f"{path}: corpus written by synknow {written_by!s:.40}, incompatible with "
             f"{_core.__version__} (templates and vocabularies may differ); regenerate it"
         )
+    raw_config = manifest.get("config")
+    if not isinstance(raw_config, dict):
+        raise CorpusError(f"{mpath}: 'config' must be a JSON object")
     try:
-        config = SyntaxKnowledgeConfig.from_dict(manifest["config"])
-    except (KeyError, TypeError, ValueError) as e:
+        config = SyntaxKnowledgeConfig.from_dict(raw_config)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
         raise CorpusError(f"{mpath}: invalid config in manifest: {e}") from None
-    entries = manifest.get("arrays", {})
+    if verify:
+        _check_config_hash(manifest, raw_config, mpath)
+        vocab_size = _core.grammar_info(config.to_json())["vocab_size"]
+        if manifest.get("vocab_size") != vocab_size:
+            raise CorpusError(
+                f"{mpath}: vocab_size={manifest.get('vocab_size')!r:.40} but the "
+                f"configuration has {vocab_size}"
+            )
+    entries = manifest.get("arrays")
+    if not isinstance(entries, dict):
+        raise CorpusError(f"{mpath}: 'arrays' must be a JSON object mapping names to entries")
     arrays: dict[str, np.ndarray] = {}
     for name, (dtypes, ndim) in _ARRAYS.items():
         entry = entries.get(name)
         if entry is None:
             raise CorpusError(f"{mpath}: array '{name}' missing from the manifest")
-        file = path / entry["file"]
-        if not file.is_file():
-            raise CorpusError(f"{path}: file {entry['file']} is missing")
-        try:
-            arr = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise CorpusError(f"{file}: unreadable or truncated ({e})") from None
-        if arr.dtype.str not in dtypes or arr.ndim != ndim:
-            raise CorpusError(f"{file}: dtype {arr.dtype.str}/ndim {arr.ndim}, expected {dtypes}")
-        if list(arr.shape) != list(entry["shape"]) or arr.dtype.str != entry["dtype"]:
+        file, dtype, shape = _check_entry(entry, name, mpath)
+        arr = _map_array(dir_fd, path, file, mmap=mmap, allowed=dtypes, ndim=ndim)
+        if list(arr.shape) != shape or arr.dtype.str != dtype:
             raise CorpusError(
-                f"{file}: shape {list(arr.shape)} {arr.dtype.str} differs from the manifest "
-                f"({entry['shape']} {entry['dtype']})"
-            )
-        expected_bytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
-        data_bytes = file.stat().st_size - _npy_header_size(file)
-        if data_bytes != expected_bytes:
-            raise CorpusError(
-                f"{file}: {data_bytes} data bytes, expected {expected_bytes} (truncated?)"
+                f"{path / file}: shape {list(arr.shape)} {arr.dtype.str} differs from the "
+                f"manifest ({shape} {dtype})"
             )
         if verify:
             digest = _core.xxh3_64(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
             if digest != entry.get("xxh3_64"):
-                raise CorpusError(f"{file}: content hash mismatch (file altered or corrupt)")
+                raise CorpusError(f"{path / file}: content hash mismatch (file altered or corrupt)")
         arrays[name] = arr
-    for key, value in (("n_docs", len(arrays["doc_entity"])), ("n_tokens", len(arrays["tokens"]))):
-        if manifest.get(key) != value:
-            raise CorpusError(f"{mpath}: {key}={manifest.get(key)} but the arrays hold {value}")
-    return Corpus(arrays, config, path=path, manifest=manifest)
+    for key, value in (
+        ("n_docs", len(arrays["doc_entity"])),
+        ("n_tokens", len(arrays["tokens"])),
+        ("n_entities", len(arrays["entity_counts"])),
+        ("seed", config.seed),
+        ("n_attributes", config.n_attributes),
+        ("attrs_per_doc", config.m),
+        ("n_name_parts", len(config.name_parts)),
+    ):
+        if manifest.get(key) != value or isinstance(manifest.get(key), bool):
+            raise CorpusError(
+                f"{mpath}: {key}={manifest.get(key)!r:.40} but the corpus has {value}"
+            )
+    corpus = Corpus(arrays, config, path=path, manifest=manifest)
+    _check_invariants(arrays)
+    return corpus
 
 
-def _npy_header_size(file: Path) -> int:
-    with open(file, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            np.lib.format.read_array_header_1_0(f)
-        else:
-            np.lib.format.read_array_header_2_0(f)
-        return f.tell()
+def _open_member(dir_fd: int, path: Path, name: str) -> IO[bytes]:
+    """Opens ``name`` inside the directory handle: no symbolic links, regular files only, and
+    O_NONBLOCK so that a FIFO planted under a corpus name cannot block the open."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        _raise_if_replaced(dir_fd, path)
+        if name == "manifest.json":
+            raise CorpusError(f"{path} is not a synknow corpus (no manifest.json)") from None
+        raise CorpusError(f"{path}: file {name} is missing") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CorpusError(
+                f"{path}: {name} is a symbolic link; corpus files must be regular files "
+                "inside the corpus directory"
+            ) from None
+        raise CorpusError(f"{path}: cannot open {name} ({e.strerror})") from None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise CorpusError(f"{path}: {name} is not a regular file")
+    return f
+
+
+def _raise_if_replaced(dir_fd: int, path: Path) -> None:
+    try:
+        now = os.stat(path)
+    except OSError:
+        raise _Replaced from None
+    held = os.fstat(dir_fd)
+    if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        raise _Replaced
+
+
+def _read_manifest(dir_fd: int, path: Path) -> dict[str, Any]:
+    mpath = path / "manifest.json"
+    with _open_member(dir_fd, path, "manifest.json") as f:
+        raw = f.read(_MAX_MANIFEST_BYTES + 1)
+    if len(raw) > _MAX_MANIFEST_BYTES:
+        raise CorpusError(f"{mpath}: larger than {_MAX_MANIFEST_BYTES >> 20} MB, not a manifest")
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise CorpusError(f"{mpath}: manifest is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise CorpusError(f"{mpath}: not a synknow corpus manifest")
+    return manifest
+
+
+def _check_config_hash(manifest: dict[str, Any], raw_config: dict[str, Any], mpath: Path) -> None:
+    """The manifest's ``config_hash`` is xxh3-64 of the canonical config JSON, ``|`` and the
+    version that wrote it (docs/corpus-format.md): an edited configuration fails here."""
+    try:
+        canonical = _core.validate_config(json.dumps(raw_config))
+    except ValueError as e:
+        raise CorpusError(f"{mpath}: invalid config in manifest: {e}") from None
+    text = f"{canonical}|{manifest.get('synknow_version')}".encode()
+    digest = _core.xxh3_64(np.frombuffer(text, dtype=np.uint8))
+    if digest != manifest.get("config_hash"):
+        raise CorpusError(
+            f"{mpath}: config_hash does not match the stored configuration (manifest edited?)"
+        )
+
+
+def _check_entry(entry: Any, name: str, mpath: Path) -> tuple[str, str, list[int]]:
+    """The ``file``, ``dtype`` and ``shape`` of a manifest entry, each of the right type; the
+    file must be a plain name inside the directory."""
+    where = f"{mpath}: arrays.{name}"
+    if not isinstance(entry, dict):
+        raise CorpusError(f"{where} must be a JSON object, got {type(entry).__name__}")
+    file, dtype, shape = entry.get("file"), entry.get("dtype"), entry.get("shape")
+    if not isinstance(file, str):
+        raise CorpusError(f"{where}.file must be a file name, got {file!r:.40}")
+    if file in ("", ".", "..") or "/" in file or "\\" in file or "\0" in file:
+        raise CorpusError(
+            f"{where}.file {file!r:.60} leaves the corpus directory (must be a plain file name)"
+        )
+    if file != f"{name}.npy":
+        # Always so when synknow wrote it; two entries naming one file would load silently.
+        raise CorpusError(f"{where}.file must be {name}.npy, got {file!r:.60}")
+    if not isinstance(dtype, str):
+        raise CorpusError(f"{where}.dtype must be a string, got {dtype!r:.40}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise CorpusError(f"{where}.shape must be a list of sizes, got {shape!r:.60}")
+    return file, dtype, shape
+
+
+def _map_array(
+    dir_fd: int, path: Path, file: str, *, mmap: bool, allowed: tuple[str, ...], ndim: int
+) -> np.ndarray:
+    """Reads one ``.npy`` file's header and maps (or reads) its data through the open file."""
+    fpath = path / file
+    with _open_member(dir_fd, path, file) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"npy version {version} is not supported")
+        # numpy's header parser raises several types for garbage (ValueError, SyntaxError, ...).
+        except Exception as e:  # noqa: BLE001
+            raise CorpusError(f"{fpath}: unreadable or truncated ({e})") from None
+        if dtype.str not in allowed or len(shape) != ndim or fortran:
+            raise CorpusError(
+                f"{fpath}: dtype {dtype.str}/ndim {len(shape)}"
+                f"{' (Fortran order)' if fortran else ''}, expected {allowed}/{ndim}"
+            )
+        header = f.tell()
+        count = math.prod(shape)
+        data_bytes = os.fstat(f.fileno()).st_size - header
+        if data_bytes != count * dtype.itemsize:
+            raise CorpusError(
+                f"{fpath}: {data_bytes} data bytes, expected {count * dtype.itemsize} (truncated?)"
+            )
+        if mmap:
+            return np.memmap(f, dtype=dtype, mode="r", offset=header, shape=tuple(shape))
+        return np.fromfile(f, dtype=dtype, count=count).reshape(shape)
+
+
+def remove_stale_staging(path: str | os.PathLike[str]) -> list[str]:
+    """Cleans up after killed writers in the parent of corpus directory ``path``; returns one
+    line per thing found.
+
+    Removes staging directories (``.NAME.tmp-PID-HEX``) whose process no longer runs, via
+    :func:`synknow.fsutil.remove_stale_temporaries`, and names a ``.NAME.old`` directory that
+    an older synknow left when killed during an overwrite (it holds the previous corpus).
+    """
+    path = Path(path)
+    parent = path.parent
+    lines = [
+        f"removed {p} (left by a writer that no longer runs)"
+        for p in fsutil.remove_stale_temporaries(parent)
+    ]
+    legacy = parent / f".{path.name}.old"
+    if legacy.is_dir():
+        lines.append(
+            f"found {legacy}: the previous corpus, left by an interrupted overwrite of an older "
+            f"synknow; rename it back to {path.name} or delete it"
+        )
+    return lines
+
+
+def _remove_stale_staging(path: Path) -> None:
+    for line in remove_stale_staging(path):
+        _log.info("%s", line)
 
 
 def _with_seed(config: SyntaxKnowledgeConfig, seed: int | None) -> SyntaxKnowledgeConfig:

@@ -5,13 +5,17 @@
 The configuration is a preset (``--preset``) or a TOML file (``--config``), then ``--set
 key=value`` overrides (values parsed as JSON, e.g. ``--set pool_sizes=[50,50]``), then
 ``--seed``. Generation streams shards of ``--shard-docs`` documents, so memory stays bounded by
-the entity table plus one shard, and the directory appears only when complete.
+the entity table plus one shard, and the directory appears only when complete. Before anything
+is written, the expected size is checked against the free disk space. An existing ``--out`` is
+never replaced without ``--overwrite``, and ``--overwrite`` only replaces a synknow corpus.
+Staging directories left by killed runs in the same parent directory are removed (and named).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="documents per shard kept in memory (default: 1000000)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing directory")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing corpus directory (atomically)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -93,6 +99,7 @@ def resolve_config(
 
 def run(args: argparse.Namespace) -> int:
     import synknow
+    from synknow.corpus import remove_stale_staging
 
     config = resolve_config(args.preset, args.config, args.overrides, args.seed)
     if args.docs < 1:
@@ -104,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
+    for line in remove_stale_staging(out):
+        print(f"synknow generate: {line}", file=sys.stderr)
     t0 = time.perf_counter()
     synknow.generate(
         config,

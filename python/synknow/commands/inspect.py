@@ -27,7 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="DIR", help="corpus directory")
     p.add_argument("--docs", type=int, default=3, metavar="N", help="documents to print (3)")
     p.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures here")
-    p.add_argument("--verify", action="store_true", help="also check the content hashes")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check the content hashes and the configuration's hash",
+    )
     p.set_defaults(func=run)
 
 
