@@ -227,7 +227,7 @@ fn expected_parts(model: &Model, state: &State, plan: &StoragePlan) -> Vec<[f64;
         .collect();
     let mut syntax = Neumaier::default();
     syntax.add(log_attribute_orders(model));
-    for a in 0..a_count {
+    for (a, &p_stated) in stated.iter().enumerate() {
         let lo = model.template_offset[a] as usize;
         let hi = model.template_offset[a + 1] as usize;
         let norm = state.attribute_counts[a] as f64 + model.n_templates[a] as f64 * model.gamma;
@@ -236,7 +236,7 @@ fn expected_parts(model: &Model, state: &State, plan: &StoragePlan) -> Vec<[f64;
             let p = (c as f64 + model.gamma) / norm;
             h.add(-p * p.ln());
         }
-        syntax.add(stated[a] * h.value());
+        syntax.add(p_stated * h.value());
     }
     let syntax = syntax.value();
     let new_values = Neumaier::of((0..a_count).map(|a| stated[a] * prior_entropy[a]));
@@ -407,9 +407,9 @@ pub fn capacity_limited_loss<T: TokenWord>(
                 Ok(t) => t,
                 Err(_) => {
                     let (mut nm, mut st) = (vec![0u32; j_count], vec![Sentence::default(); m]);
-                    for d in test_start..n_docs {
+                    for (d, &start) in offsets.iter().enumerate().take(n_docs).skip(test_start) {
                         parse_doc(model, doc(d), &mut nm, &mut st)
-                            .map_err(|e| e.into_corpus_error(d, offsets[d]))?;
+                            .map_err(|e| e.into_corpus_error(d, start))?;
                     }
                     unreachable!("a test document failed to parse in parallel only")
                 }
@@ -697,7 +697,11 @@ mod tests {
             // k is the largest with M(S_k) <= C: at, between and just below the breakpoints.
             for (k, &bits) in plan.model_bits.iter().enumerate() {
                 assert_eq!(plan.stored_for(bits), k, "{label}");
-                assert_eq!(plan.stored_for(bits * (1.0 - 1e-12)), k.max(1) - 1, "{label}");
+                assert_eq!(
+                    plan.stored_for(bits * (1.0 - 1e-12)),
+                    k.max(1) - 1,
+                    "{label}"
+                );
             }
             assert_eq!(plan.stored_for(0.0), 0);
             assert_eq!(plan.stored_for(f64::INFINITY), state.n_entities());
@@ -733,7 +737,11 @@ mod tests {
                 assert_eq!(*stored.last().unwrap(), out.n_entities[c], "{label}");
                 let expected: Vec<f64> = row
                     .clone()
-                    .map(|r| out.expected_part_bits[r * N_PARTS..][..N_PARTS].iter().sum())
+                    .map(|r| {
+                        out.expected_part_bits[r * N_PARTS..][..N_PARTS]
+                            .iter()
+                            .sum()
+                    })
                     .collect();
                 for w in expected.windows(2) {
                     // Rounding of sums of O(K) terms: a few ulps of the total.
