@@ -27,8 +27,8 @@ REL = 1e-9
 
 class _Reference:
     """What the learner knows after the first ``n`` documents, and the capacity-limited
-    predictor's code length of any document given a stored set, straight from SPEC-level
-    definitions (uniform ``H_a`` only)."""
+    predictor's code length of any document given a stored set, straight from the definitions
+    of docs/capacity.md (uniform ``H_a`` only)."""
 
     def __init__(self, corpus: synknow.Corpus, n: int):
         cfg = corpus.config
@@ -67,7 +67,7 @@ class _Reference:
         return 1.0 / math.prod(self.n_attr - s for s in range(self.m))
 
     def p_other(self, stored: set[int]) -> float:
-        """SPEC 4.7's "other" mass, written as the spec writes it."""
+        """The "other" mass, written as docs/capacity.md writes it."""
         if self.n == 0:
             return 1.0
         unstored = [k for k in self.order if k not in stored]
@@ -78,9 +78,7 @@ class _Reference:
         )
         return mass / (self.n + self.beta)
 
-    def bits(
-        self, entity, attrs, templates, values, stored: set[int]
-    ) -> tuple[float, float, float]:
+    def bits(self, entity, attrs, templates, stored: set[int]) -> tuple[float, float, float]:
         """(syntax, name, value) bits of a document about ``entity`` (None: a new entity)."""
         syntax = -math.log2(self.p_order(tuple(attrs)))
         for a, t in zip(attrs, templates, strict=True):
@@ -97,9 +95,7 @@ class _Reference:
         c = self.corpus
         k = int(c.doc_entity[d])
         attrs = [int(a) for a in c.sentence_attribute[d]]
-        return self.bits(
-            k if self.counts[k] > 0 else None, attrs, c.sentence_template[d], None, stored
-        )
+        return self.bits(k if self.counts[k] > 0 else None, attrs, c.sentence_template[d], stored)
 
 
 def _uniform_configs() -> list[tuple[str, synknow.SyntaxKnowledgeConfig, int]]:
@@ -176,7 +172,7 @@ def test_expected_loss_is_the_mean_over_every_next_document(label, config, n_doc
         if ref.shuffled
         else [tuple(range(ref.m))]
     )
-    p_new = 1.0 if n == 0 else (ref.beta + ref.n_seen * ref.alpha) / (n + ref.beta)
+    p_new = (ref.beta + ref.n_seen * ref.alpha) / (n + ref.beta)
     hyps = [(k, (ref.counts[k] - ref.alpha) / (n + ref.beta)) for k in ref.order] + [(None, p_new)]
     assert sum(p for _, p in hyps) == pytest.approx(1.0, rel=1e-12)
     for p_idx, s in enumerate(loss["n_stored"]):
@@ -189,7 +185,7 @@ def test_expected_loss_is_the_mean_over_every_next_document(label, config, n_doc
                 p_t = math.prod(ref.p_template(a, t) for a, t in zip(attrs, tpl, strict=True))
                 # No need to enumerate values: a revealed value is certain under the Bayes
                 # predictive, and an unrevealed one costs log2 |pool| whatever it is.
-                bits = ref.bits(k, list(attrs), tpl, None, stored)
+                bits = ref.bits(k, list(attrs), tpl, stored)
                 p = p_h * p_o * p_t
                 total += p * np.asarray(bits)
                 mass += p
@@ -395,3 +391,40 @@ def test_doc_example_runs(tmp_path, monkeypatch) -> None:
     for code in blocks:
         exec(compile(code, str(DOC), "exec"), {})
     assert (tmp_path / "capacity.csv").exists()
+
+
+def _with_tokens(corpus: synknow.Corpus, tokens: np.ndarray) -> synknow.Corpus:
+    arrays = dict(corpus.arrays)
+    arrays["tokens"] = tokens
+    return synknow.Corpus(arrays, corpus.config)
+
+
+def test_test_documents_that_do_not_fit_name_the_document() -> None:
+    corpus = synknow.sample(synknow.presets.bios(alpha=0.5, beta=1.0, seed=6), 500)
+    n_train = 400
+    counts = corpus.entity_counts_at(n_train)
+    # A test document about an entity seen in training: restating one of its revealed values as
+    # another value of the same pool contradicts what the prefix taught.
+    d = next(d for d in range(n_train, 500) if counts[corpus.doc_entity[d]] > 0)
+    lo, hi = int(corpus.doc_offsets[d]), int(corpus.doc_offsets[d + 1])
+    value_pos = lo + int(np.flatnonzero(corpus.roles[lo:hi] == 3)[0])
+    tokens = corpus.tokens.copy()
+    k, a = corpus.doc_entity[d], corpus.sentence_attribute[d, 0]
+    pool = [
+        t
+        for t in range(len(corpus.vocab))
+        if t != tokens[value_pos]
+        and corpus.vocab[t] != corpus.vocab[tokens[value_pos]]
+        and t in set(corpus.entity_values[:, a].tolist())
+    ]
+    assert corpus.entity_values[k, a] == tokens[value_pos]
+    tokens[value_pos] = pool[0]
+    with pytest.raises(ValueError, match=rf"^document {d}\b.*revealed in the training prefix"):
+        capacity_limited_loss(
+            _with_tokens(corpus, tokens), n_train, [n_train], [0.0], progress=False
+        )
+    # A token that cannot continue the sentence at all.
+    tokens = corpus.tokens.copy()
+    tokens[value_pos] = 1  # BOS
+    with pytest.raises(ValueError, match=rf"^document {d}, token {value_pos} "):
+        capacity_limited_loss(_with_tokens(corpus, tokens), n_train, [0], [0.0], progress=False)

@@ -14,8 +14,8 @@
 //! one of them (names are unique: a name in `S` is that stored entity's, any other name is
 //! "other"'s). The mixture therefore collapses to one term, the product of the chosen
 //! hypothesis' weight, its name probability, the syntax factors and the value factors, exactly
-//! as the full learner's document code length collapses to SPEC 4.1's closed form. The syntax
-//! factors do not depend on `S` at all.
+//! as the full learner's document code length collapses to its per-document closed form
+//! (docs/codelength.md, "Per document"). The syntax factors do not depend on `S` at all.
 //!
 //! Two readings of `L(n, C)` come out of one pass:
 //! - **realised**: the code length of each test document (the last `n_test` documents, each
@@ -116,12 +116,12 @@ pub fn storage_plan(model: &Model, state: &State) -> StoragePlan {
 }
 
 /// `-ln` of the probability of "other" and of one of its names, with `s` entities stored
-/// (`O_s = beta + alpha s + sum_{k not in S} c_k`, which equals SPEC 4.7's
+/// (`O_s = beta + alpha s + sum_{k not in S} c_k`, which equals docs/capacity.md's
 /// `beta + K alpha + sum_{k not in S} (c_k - alpha)` with integer counts kept exact).
 fn other_nats(model: &Model, state: &State, plan: &StoragePlan, s: usize) -> f64 {
     let log_names = ((model.name_space - s as u64) as f64).ln();
     if state.n_docs == 0 {
-        // The first document is new with probability 1 (SPEC 3.2); this also avoids 0/0 at
+        // The first document is new with probability 1 (docs/model.md, 3.2); this also avoids 0/0 at
         // beta = 0.
         return log_names;
     }
@@ -165,7 +165,7 @@ fn doc_parts(
         parts.entity_if_stored =
             -((state.counts[k] as f64 - model.alpha) / (state.n_docs as f64 + model.beta)).ln();
     }
-    // Template counts would be updated after each sentence (SPEC 4.1), but every sentence of a
+    // Template counts would be updated after each sentence (docs/codelength.md), but every sentence of a
     // document has its own attribute, so no sentence sees another's update.
     let mut values_stored = Neumaier::default();
     let mut values_unstored = Neumaier::default();
