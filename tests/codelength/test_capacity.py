@@ -292,11 +292,12 @@ def test_power_law_in_capacity_at_alpha_one_half() -> None:
 
     Fit window: 20 <= |S| <= K/10. Below it the few top entities' weights are random and far from
     the asymptotic rank-frequency law; above it the finite training set cuts the excess off (it is
-    0 at C = M(all)). Four corpora of 2e5 documents give per-corpus exponents within about
-    +-0.07 of 1 (measured 0.96-1.07); the mean curve's exponent is held to +-0.1.
+    0 at C = M(all)). Four corpora of 2e5 documents gave per-corpus exponents 0.96-1.07 (held to
+    1 +- 0.2) and 0.97 for the mean excess curve over the budgets inside every corpus's window
+    (held to 1 +- 0.1, about four times the spread of a four-corpus mean).
     """
     alpha, n = 0.5, 200_000
-    excess, caps = [], None
+    curves, windows = [], []
     for seed in range(1, 5):
         corpus = synknow.sample(
             synknow.presets.procedural(alpha=alpha, beta=1.0), n + 2000, seed=seed
@@ -307,13 +308,16 @@ def test_power_law_in_capacity_at_alpha_one_half() -> None:
         loss = capacity_limited_loss(corpus, n, [n], syntax_bits + knowledge, progress=False)
         k_all = int(ends["n_entities"][0])
         window = (loss["n_stored"] >= 20) & (loss["n_stored"] <= k_all / 10)
-        e = loss["expected_bits_per_doc"] - ends["expected_bits_per_doc"][1]
-        slope = np.polyfit(np.log(knowledge[window]), np.log(e[window]), 1)[0]
+        excess = loss["expected_bits_per_doc"] - ends["expected_bits_per_doc"][1]
+        slope = np.polyfit(np.log(knowledge[window]), np.log(excess[window]), 1)[0]
         assert -1.2 < slope < -0.8, (seed, slope)
-        excess.append(np.interp(np.log(np.geomspace(3e3, 3e4, 12)), np.log(knowledge), e))
-        caps = np.geomspace(3e3, 3e4, 12)
-    assert caps is not None
-    mean_slope = np.polyfit(np.log(caps), np.log(np.mean(excess, axis=0)), 1)[0]
+        curves.append((knowledge, excess))
+        windows.append((knowledge[window].min(), knowledge[window].max()))
+    lo, hi = max(w[0] for w in windows), min(w[1] for w in windows)
+    assert hi > 2 * lo, windows
+    budgets = np.geomspace(lo, hi, 12)
+    mean = np.mean([np.interp(np.log(budgets), np.log(k), e) for k, e in curves], axis=0)
+    mean_slope = np.polyfit(np.log(budgets), np.log(mean), 1)[0]
     assert mean_slope == pytest.approx(-(1 - alpha) / alpha, abs=0.1)
 
 
