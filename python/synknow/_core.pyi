@@ -88,3 +88,15 @@ def expected_new_probability_asymptotic(n: float, alpha: float, beta: float) -> 
 def expected_counts_of_counts(n: int, c: int, alpha: float, beta: float) -> float: ...
 def digamma(x: float) -> float: ...
 def expected_entity_entropy(alpha: float, beta: float) -> float: ...
+def capacity_limited_loss(
+    config_json: str,
+    tokens: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+    doc_offsets: npt.NDArray[np.uint64],
+    n_train: int,
+    n_test: int,
+    checkpoints: list[int],
+    capacities_bits: list[float],
+    keep_doc_bits: bool = False,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> dict[str, Any]: ...

@@ -15,13 +15,13 @@ use synknow_core::{theory, Config, CorpusError};
 
 use crate::{config_err, to_py};
 
-fn model(py: Python<'_>, config_json: &str) -> PyResult<Model> {
+pub(crate) fn model(py: Python<'_>, config_json: &str) -> PyResult<Model> {
     let c = Config::from_json(config_json).map_err(config_err)?;
     py.detach(|| Model::new(&c)).map_err(config_err)
 }
 
 /// A 1-D contiguous array of element type `T`, or a ValueError naming the argument.
-fn array<'py, T: Element>(
+pub(crate) fn array<'py, T: Element>(
     name: &str,
     obj: &Bound<'py, PyAny>,
 ) -> PyResult<PyReadonlyArray1<'py, T>> {
@@ -48,12 +48,12 @@ fn array<'py, T: Element>(
 }
 
 /// Token arrays of either width.
-enum TokenArray<'py> {
+pub(crate) enum TokenArray<'py> {
     U16(PyReadonlyArray1<'py, u16>),
     U32(PyReadonlyArray1<'py, u32>),
 }
 
-fn tokens<'py>(obj: &Bound<'py, PyAny>) -> PyResult<TokenArray<'py>> {
+pub(crate) fn tokens<'py>(obj: &Bound<'py, PyAny>) -> PyResult<TokenArray<'py>> {
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, u16>>() {
         return Ok(TokenArray::U16(a));
     }
@@ -88,10 +88,11 @@ macro_rules! with_tokens {
         }
     };
 }
+pub(crate) use with_tokens;
 
 /// Runs `work` with the GIL released and `progress(done, total)` called from this thread; the
 /// callback's own exception (KeyboardInterrupt included) wins over the generic "interrupted".
-fn detach_with_progress<R: Send>(
+pub(crate) fn detach_with_progress<R: Send>(
     py: Python<'_>,
     progress: Option<Py<PyAny>>,
     work: impl FnOnce(cl::Report<'_>) -> Result<R, CorpusError> + Send,

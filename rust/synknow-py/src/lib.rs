@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use synknow_core::{ConfigError, CorpusError};
 
+mod capacity;
 mod codelength;
 mod sampling;
 
@@ -29,5 +30,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", synknow_core::VERSION)?;
     sampling::register(m)?;
     codelength::register(m)?;
+    capacity::register(m)?;
     Ok(())
 }

@@ -18,6 +18,7 @@
 //!
 //! Internals are natural-log float64; bits appear only at the edge.
 
+pub mod capacity;
 pub mod closed_form;
 pub mod curve;
 pub mod predictive;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use crate::error::CorpusError;
 
+pub use capacity::{capacity_limited_loss, CapacityOutput};
 pub use closed_form::{closed_form_per_doc, closed_form_total, Latents};
 pub use curve::{bayes_curve, CurveOutput};
 pub use predictive::{code_lengths, predictive_distributions, CodeLengths};
