@@ -1,5 +1,5 @@
 """Corpora: in-memory (zero-copy numpy views of the Rust sampler's output) or memory-mapped from
-disk, with one format for both (SPEC 3.5, docs/corpus-format.md)."""
+disk, with one format for both (docs/model.md#corpus-contents, docs/corpus-format.md)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class CorpusError(ValueError):
 
 
 class Vocab:
-    """Token ids <-> display strings, and the token blocks of SPEC 1."""
+    """Token ids <-> display strings, and the token blocks of docs/model.md#vocabulary."""
 
     def __init__(self, strings: list[str], info: dict[str, Any]):
         self.strings = strings
@@ -89,7 +89,8 @@ class Vocab:
 
 
 class Corpus:
-    """A Syntax-Knowledge corpus: flat token stream plus every latent record (SPEC 3.5).
+    """A Syntax-Knowledge corpus: flat token stream plus every latent record
+    (docs/model.md#corpus-contents).
 
     All arrays are numpy arrays that share memory with the sampler's output or with the files on
     disk (``load_corpus`` memory-maps); nothing is copied.
@@ -183,7 +184,7 @@ class Corpus:
             raise CorpusError(f"{where}document {i}: {e} (corrupt tokens.npy?)") from None
 
     def entity_counts_at(self, n: int) -> np.ndarray:
-        """``c_k(n)``: documents about each entity among the first ``n`` (SPEC 3.6)."""
+        """``c_k(n)``: documents about each entity among the first ``n`` (docs/model.md#splits)."""
         if not 0 <= n <= self.n_docs:
             raise ValueError(f"prefix length n={n} out of range [0, {self.n_docs}]")
         return np.bincount(self.doc_entity[:n], minlength=self.n_entities).astype(np.int64)

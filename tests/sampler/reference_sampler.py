@@ -1,4 +1,5 @@
-"""A pure-Python reference sampler of the Syntax-Knowledge model, straight from SPEC 3.
+"""A pure-Python reference sampler of the Syntax-Knowledge model, straight from
+docs/model.md#generative-process.
 
 Slow and simple on purpose: every step is the textbook form of the law, with explicit
 probabilities, so that it is obviously correct by reading. It draws from the same law as the
@@ -45,7 +46,8 @@ class ReferenceCorpus:
 
 
 def crp_assignments(n: int, alpha: float, beta: float, rng: random.Random) -> list[int]:
-    """The PYCRP of SPEC 3.2 with explicit probabilities: document ``i`` is about existing entity
+    """The PYCRP of docs/model.md#knowledge with explicit probabilities: document ``i`` is about
+    existing entity
     ``k`` with probability ``(c_k - alpha) / (i + beta)`` and about a new one with probability
     ``(beta + K alpha) / (i + beta)`` (1 for ``i = 0``)."""
     z: list[int] = []

@@ -1,4 +1,5 @@
-"""Bit-identical output for any thread count and any chunking, and nested prefixes (SPEC 3.4)."""
+"""Bit-identical output for any thread count and any chunking, and nested prefixes
+(docs/model.md#randomness)."""
 
 from pathlib import Path
 

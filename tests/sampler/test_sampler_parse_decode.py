@@ -2,8 +2,9 @@
 decodes to the text its latent record implies (names, values, templates).
 
 The parser here is independent of the sampler: it only knows the skeletons
-(``corpus.grammar["skeletons"]``) and the token blocks of SPEC 1, and it reads a sentence's
-attribute and template off its token sequence (unique parse, SPEC 3.1).
+(``corpus.grammar["skeletons"]``) and the token blocks of docs/model.md#vocabulary, and it reads a
+sentence's
+attribute and template off its token sequence (unique parse, docs/model.md#syntax).
 """
 
 import numpy as np

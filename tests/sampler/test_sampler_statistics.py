@@ -1,4 +1,5 @@
-"""The Rust sampler against the law of SPEC 3 and the theory of SPEC 4.5.
+"""The Rust sampler against the law of docs/model.md#generative-process and the theory of
+docs/codelength.md#theory.
 
 Every test uses fixed seeds, so it is deterministic; the tolerances are stated with the test.
 Goodness-of-fit tests use chi-square p-value thresholds of 1e-4 per test (a correct sampler

@@ -214,7 +214,7 @@ class ModelConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(_Section):
-    """Which documents are trained on and how they are packed (SPEC 3.6).
+    """Which documents are trained on and how they are packed (docs/model.md#splits).
 
     The test split is the last ``n_test`` documents of the corpus; training uses the first
     ``n_train`` (default: every document before the test split).

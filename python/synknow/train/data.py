@@ -1,6 +1,7 @@
 """Training windows and evaluation batches read straight from a (memory-mapped) corpus.
 
-Splits follow SPEC 3.6: the test split is the last ``n_test`` documents; training uses the first
+Splits follow docs/model.md#splits: the test split is the last ``n_test`` documents; training uses
+the first
 ``n_train``. Training packs whole documents into windows of ``context_length`` tokens, each
 window starting at a document's ``BOS``; the targets of a document are its own next tokens (the
 ``EOS -> next BOS`` transition and padding are ignored, ``-100``). Documents longer than the
