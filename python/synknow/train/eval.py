@@ -4,8 +4,9 @@ value-probability mass.
 
 Each test document is scored on its own (one row, positions from 0), as the Bayes predictor
 scores it against the frozen training prefix (docs/codelength.md#learning-curve). Per-token
-statistics come from ``synknow_kernels.token_eval`` (no logit matrix); the exact logits are formed only for the few
-value positions whose target ties the maximum probability, to count the ties.
+statistics come from ``synknow_kernels.token_eval`` (no logit matrix); the exact logits are
+formed only for the few value positions whose target ties the maximum probability, to count
+the ties.
 
 Conventions (the same denominators as the Bayes reference):
 
@@ -277,8 +278,8 @@ def bayes_test_code_lengths(
 ) -> dict[str, np.ndarray] | None:
     """Per test document, the Bayes-optimal code length given the first ``n_train`` documents
     (docs/codelength.md#learning-curve), split by role: ``doc_bits`` ``(n_test, 4)``,
-    ``tokens_by_role`` ``(n_test, 4)`` and the entity's training ``count``. ``None`` when the code-length engine is not built into
-    this ``synknow`` (``synknow.bayes_curve``).
+    ``tokens_by_role`` ``(n_test, 4)`` and the entity's training ``count``. ``None`` when the
+    code-length engine is not built into this ``synknow`` (``synknow.bayes_curve``).
 
     Compute it once per ``(corpus, n_train)`` and pass it to :func:`evaluate` as ``bayes=``.
     """
