@@ -75,37 +75,50 @@ def interpreter_enabled() -> bool:
 def resolve_impl(impl: str, *tensors: torch.Tensor | None) -> str:
     """Pick ``"triton"`` or ``"torch"`` for the given inputs.
 
-    ``impl="auto"`` uses Triton when every tensor lives on a CUDA device and Triton imports, and
-    the PyTorch reference otherwise; the environment variable ``SYNKNOW_KERNELS_IMPL`` (``torch``
-    or ``triton``) overrides ``auto`` only, so an explicit ``impl=`` argument always wins.
-    ``impl="triton"`` on CPU tensors is accepted only under ``TRITON_INTERPRET=1``.
+    ``impl="auto"`` uses Triton when every tensor lives on a CUDA device, every floating-point
+    tensor has a dtype the kernels support (float16, bfloat16, float32) and Triton imports; it
+    uses the PyTorch reference otherwise (so float64 on CUDA runs in PyTorch). The environment
+    variable ``SYNKNOW_KERNELS_IMPL`` (``torch`` or ``triton``) overrides ``auto`` only, so an
+    explicit ``impl=`` argument always wins. ``impl="triton"`` on CPU tensors is accepted only
+    under ``TRITON_INTERPRET=1``, and never for float64.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
         env = os.environ.get(ENV_VAR, "").strip().lower()
         if env in ("", "auto"):
-            on_cuda = all(t is None or t.is_cuda for t in tensors)
-            return "triton" if (HAS_TRITON and on_cuda) else "torch"
+            usable = HAS_TRITON and _on_cuda(tensors) and _unsupported_dtype(tensors) is None
+            return "triton" if usable else "torch"
         if env not in ("torch", "triton"):
             raise ValueError(f"{ENV_VAR} must be 'torch', 'triton' or 'auto', got {env!r}")
         impl = env
     if impl == "triton":
         if not HAS_TRITON:
             raise RuntimeError("impl='triton' requested but Triton is not installed")
-        on_cuda = all(t is None or t.is_cuda for t in tensors)
-        if not on_cuda and not interpreter_enabled():
+        bad = _unsupported_dtype(tensors)
+        if bad is not None:
+            raise ValueError(
+                f"impl='triton' supports float16, bfloat16 and float32 inputs, got {bad}; "
+                "use impl='torch' (or 'auto') for float64"
+            )
+        if not _on_cuda(tensors) and not interpreter_enabled():
             raise ValueError(
                 "impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before Triton is "
                 "imported, to run the kernels in the CPU interpreter)"
             )
-        for t in tensors:
-            if t is not None and t.is_floating_point() and t.dtype not in TRITON_DTYPES:
-                raise ValueError(
-                    f"impl='triton' supports float16, bfloat16 and float32 inputs, got {t.dtype}; "
-                    "use impl='torch' for float64"
-                )
     return impl
+
+
+def _on_cuda(tensors: tuple[torch.Tensor | None, ...]) -> bool:
+    return all(t is None or t.is_cuda for t in tensors)
+
+
+def _unsupported_dtype(tensors: tuple[torch.Tensor | None, ...]) -> torch.dtype | None:
+    """The first floating-point dtype among ``tensors`` that the Triton kernels cannot take."""
+    for t in tensors:
+        if t is not None and t.is_floating_point() and t.dtype not in TRITON_DTYPES:
+            return t.dtype
+    return None
 
 
 def check_options(

@@ -102,7 +102,8 @@ def _logits_tile(
     """fp32 tile ``softcap(h[offs_m] @ w[offs_v].T + b[offs_v])`` of shape (BLOCK_M, BLOCK_V)."""
     acc = tl.zeros((BLOCK_M, BLOCK_V), dtype=tl.float32)
     for k0 in range(0, H, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)
+        # int64, because offs_k * stride_hk (or stride_wk) is large for column-major inputs.
+        offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
         k_mask = offs_k < H
         h = tl.load(
             h_ptr + offs_m[:, None] * stride_hn + offs_k[None, :] * stride_hk,
@@ -169,7 +170,7 @@ def _lce_fwd_kernel(
     zsum_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
 
     v_begin = pid_s * blocks_per_split * BLOCK_V
-    v_end = tl.minimum(v_begin + blocks_per_split * BLOCK_V, V)
+    v_end = tl.minimum((pid_s + 1) * blocks_per_split * BLOCK_V, V)
     for v0 in range(v_begin, v_end, BLOCK_V):
         offs_v = v0 + tl.arange(0, BLOCK_V)
         col_mask = offs_v < v_end
@@ -228,6 +229,7 @@ def _lce_bwd_kernel(
     v_begin,
     v_end,
     stride_dz,
+    stride_db,
     stride_hn,
     stride_hk,
     stride_wv,
@@ -250,14 +252,16 @@ def _lce_bwd_kernel(
 ):
     # Grouped program order: GROUP_M consecutive programs share one weight tile while walking
     # token blocks, so weight tiles are reused from L2 instead of re-read from HBM.
-    pid = tl.program_id(0)
-    num_m = tl.cdiv(N, BLOCK_M)
-    num_v = tl.cdiv(v_end - v_begin, BLOCK_V)
+    # All index arithmetic in int64, so that no int32 product can reach a pointer offset.
+    # tl.cast rather than .to(): N or v_end may arrive as constexpr (launch value 1).
+    pid = tl.program_id(0).to(tl.int64)
+    num_m = tl.cast(tl.cdiv(N, BLOCK_M), tl.int64)
+    num_v = tl.cast(tl.cdiv(v_end - v_begin, BLOCK_V), tl.int64)
     per_group = GROUP_M * num_v
     first_m = (pid // per_group) * GROUP_M
     group_size = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = (first_m + (pid % per_group) % group_size).to(tl.int64)
-    pid_v = ((pid % per_group) // group_size).to(tl.int64)
+    pid_m = first_m + (pid % per_group) % group_size
+    pid_v = (pid % per_group) // group_size
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_v = v_begin + pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
@@ -303,9 +307,11 @@ def _lce_bwd_kernel(
             zs = z / softcap
             dz = dz * (1.0 - zs * zs)
         dz = tl.where(row_mask[:, None] & col_mask[None, :], dz, 0.0)
-        if COMPUTE_DB:
-            tl.atomic_add(db_ptr + offs_v, tl.sum(dz, axis=0), mask=col_mask, sem="relaxed")
         offs_vl = offs_v - v_begin  # column in this launch's vocabulary chunk
+        if COMPUTE_DB:
+            # One fp32 partial sum per (token block, vocabulary column), summed in a fixed
+            # order afterwards: atomics would make the bias gradient depend on timing.
+            tl.store(db_ptr + pid_m * stride_db + offs_vl, tl.sum(dz, axis=0), mask=col_mask)
         if STORE_DZ:
             # "chunked" backward: hand the dlogits tile to cuBLAS (see _grads_chunked).
             tl.store(
@@ -320,7 +326,7 @@ def _lce_bwd_kernel(
             if DOT_UPCAST:
                 dz_in = dz_in.to(tl.float32)  # keeps the 16-bit rounding, see _dot_upcast
             for k0 in range(0, H, BLOCK_K):
-                offs_k = k0 + tl.arange(0, BLOCK_K)
+                offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
                 k_mask = offs_k < H
                 if COMPUTE_DH:
                     w = tl.load(
@@ -459,33 +465,57 @@ def lce_stats_triton(
 
 
 def _backward_mode() -> str:
+    """The backward strategy: ``fused`` only if asked for and results may depend on timing.
+
+    ``fused`` adds into the weight and hidden gradients with atomics, so its results vary in
+    the last bits from run to run; under ``torch.use_deterministic_algorithms(True)`` the
+    deterministic ``chunked`` strategy runs instead.
+    """
     mode = os.environ.get(BACKWARD_ENV_VAR, "chunked").strip().lower() or "chunked"
     if mode not in ("chunked", "fused"):
         raise ValueError(f"{BACKWARD_ENV_VAR} must be 'chunked' or 'fused', got {mode!r}")
+    if mode == "fused" and torch.are_deterministic_algorithms_enabled():
+        return "chunked"
     return mode
 
 
-_ADDMM_OUT_DTYPE: bool | None = None  # does torch.addmm accept out_dtype here? (probed once)
+def _bias_grad_partials(n: int, v0: int, v1: int, cfg: dict, device: torch.device):
+    """Zeroed ``(token blocks, v1 - v0)`` fp32 buffer for the kernel's bias-gradient partials.
+
+    Zeros, because the kernel skips tiles made only of ignored rows.
+    """
+    num_m = triton.cdiv(n, cfg["BLOCK_M"])
+    return torch.zeros((num_m, v1 - v0), dtype=torch.float32, device=device)
+
+
+# PyTorch >= 2.8 has aten::mm.dtype: cuBLAS's 16-bit-in / fp32-out GEMM. Decided from the
+# operator schema, never from a caught exception (an exception may be out-of-memory).
+_MM_HAS_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
+
+
+def _mm_out_dtype_usable(a: torch.Tensor) -> bool:
+    """True when ``torch.mm(a, b, out_dtype=torch.float32)`` is implemented for ``a``.
+
+    PyTorch implements it for float16/bfloat16 CUDA tensors only (CPU raises
+    NotImplementedError).
+    """
+    return _MM_HAS_OUT_DTYPE and a.is_cuda and a.dtype in (torch.float16, torch.bfloat16)
 
 
 def _addmm_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     """``acc += a @ b`` with ``acc`` fp32 and 16-bit ``a``/``b``, accumulating in fp32.
 
-    Recent PyTorch exposes cuBLAS's 16-bit-in / fp32-out GEMM as ``addmm(..., out_dtype=)``;
-    elsewhere the product is rounded to the input dtype once before the fp32 add.
+    On CUDA the product comes from cuBLAS's 16-bit-in / fp32-out GEMM; elsewhere (the CPU
+    interpreter, PyTorch without ``mm(out_dtype=)``) the operands are upcast first, which is
+    exact (16-bit products are exact in fp32) at the cost of fp32 copies. Errors, out-of-memory
+    included, propagate: no path silently rounds the product to 16 bits.
     """
-    global _ADDMM_OUT_DTYPE
     if a.dtype == acc.dtype:
         acc.addmm_(a, b)
-        return
-    if _ADDMM_OUT_DTYPE is not False and a.is_cuda:
-        try:
-            torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
-            _ADDMM_OUT_DTYPE = True
-            return
-        except (TypeError, RuntimeError, NotImplementedError):
-            _ADDMM_OUT_DTYPE = False
-    acc.add_(torch.mm(a, b))
+    elif _mm_out_dtype_usable(a):
+        acc.add_(torch.mm(a, b, out_dtype=acc.dtype))
+    else:
+        acc.addmm_(a.to(acc.dtype), b.to(acc.dtype))
 
 
 def _launch_bwd(
@@ -512,6 +542,7 @@ def _launch_bwd(
         v0,
         v1,
         dz.stride(0) if dz is not None else 0,
+        db.stride(0) if db is not None else 0,
         hidden.stride(0),
         hidden.stride(1),
         weight.stride(0),
@@ -533,7 +564,11 @@ def _launch_bwd(
 
 
 def _grads_fused(hidden, weight, bias, targets, lse, g, softcap, need_dh, need_dw, need_db):
-    """Everything in one kernel: the dlogits tile never leaves registers; fp32 atomics."""
+    """Everything in one kernel: the dlogits tile never leaves registers; fp32 atomics.
+
+    The bias gradient is deterministic (fixed-order partial sums); the hidden and weight
+    gradients are not (atomics).
+    """
     n, h = hidden.shape
     v = weight.shape[0]
     f32 = torch.float32
@@ -542,22 +577,27 @@ def _grads_fused(hidden, weight, bias, targets, lse, g, softcap, need_dh, need_d
     db_acc = torch.zeros(v, dtype=f32, device=weight.device) if need_db else None
     cfg = _config(hidden.dtype, backward=True)
     bv = cfg["BLOCK_V"]
-    if weight.dtype == f32:
-        chunk = v  # accumulate straight into the returned fp32 gradient
-    else:
-        chunk = max(bv, (_DW_CHUNK_BYTES // (4 * max(1, h))) // bv * bv)
+    # fp32 weights: accumulate straight into the returned gradient; 16-bit: through an fp32
+    # buffer of at most _DW_CHUNK_BYTES. Either way the bias partials stay under that size.
+    cols = v if weight.dtype == f32 else _DW_CHUNK_BYTES // (4 * max(1, h))
+    if need_db:
+        cols = min(cols, _DW_CHUNK_BYTES // (4 * triton.cdiv(n, cfg["BLOCK_M"])))
+    chunk = max(bv, cols // bv * bv)
     for v0 in range(0, v, chunk):
         v1 = min(v, v0 + chunk)
         if dw_out is None or weight.dtype == f32:
             dw_acc = None if dw_out is None else dw_out[v0:v1]
         else:
             dw_acc = torch.zeros((v1 - v0, h), dtype=f32, device=weight.device)
+        db_part = _bias_grad_partials(n, v0, v1, cfg, hidden.device) if need_db else None
         _launch_bwd(
             hidden, weight, bias, targets, lse, g, softcap, v0, v1,
-            dh_acc, dw_acc, db_acc, None, cfg, _dot_upcast(hidden.dtype),
+            dh_acc, dw_acc, db_part, None, cfg, _dot_upcast(hidden.dtype),
         )  # fmt: skip
         if dw_out is not None and dw_acc is not None and weight.dtype != f32:
             dw_out[v0:v1].copy_(dw_acc)
+        if db_acc is not None and db_part is not None:
+            torch.sum(db_part, dim=0, out=db_acc[v0:v1])
     return dh_acc, dw_out, db_acc
 
 
@@ -584,10 +624,13 @@ def _grads_chunked(hidden, weight, bias, targets, lse, g, softcap, need_dh, need
         v1 = min(v, v0 + chunk)
         # zeros: tiles of fully ignored rows are skipped by the kernel and must read as 0.
         dz = torch.zeros((n, v1 - v0), dtype=hidden.dtype, device=dev)
+        db_part = _bias_grad_partials(n, v0, v1, cfg, dev) if need_db else None
         _launch_bwd(
             hidden, weight, bias, targets, lse, g, softcap, v0, v1,
-            None, None, db_acc, dz, cfg, _dot_upcast(hidden.dtype),
+            None, None, db_part, dz, cfg, _dot_upcast(hidden.dtype),
         )  # fmt: skip
+        if db_acc is not None and db_part is not None:
+            torch.sum(db_part, dim=0, out=db_acc[v0:v1])
         if dh_acc is not None:
             _addmm_fp32_(dh_acc, dz, weight[v0:v1])
         if dw_out is not None:
