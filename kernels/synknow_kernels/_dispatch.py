@@ -58,6 +58,7 @@ __all__ = [
     "interpreter_enabled",
     "resolve_impl",
     "assemble_loss",
+    "check_target_ids",
 ]
 
 IMPLS = ("auto", "triton", "torch")
@@ -154,6 +155,26 @@ def check_targets(targets: torch.Tensor, expected_shape: torch.Size, device: tor
         )
     if targets.device != device:
         raise ValueError(f"targets are on {targets.device}, inputs on {device}")
+
+
+def check_target_ids(targets: torch.Tensor, vocab: int, ignore_index: int) -> None:
+    """Raise a one-line ValueError naming the first target outside ``[0, vocab)``.
+
+    ``ignore_index`` is allowed anywhere. On CUDA this reads one flag back to the host (a
+    synchronisation); while ``torch.compile`` traces, the check is skipped because a
+    data-dependent branch would break the graph.
+    """
+    if targets.numel() == 0 or torch.compiler.is_compiling():
+        return
+    flat = targets.reshape(-1)
+    bad = ((flat < 0) | (flat >= vocab)) & (flat != ignore_index)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        where = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), targets.shape))
+        raise ValueError(
+            f"targets{list(where)} = {int(flat[first])} is not a class id in [0, {vocab}) "
+            f"nor ignore_index ({ignore_index})"
+        )
 
 
 def check_float(name: str, t: torch.Tensor) -> None:

@@ -18,6 +18,7 @@ from ._dispatch import (
     assemble_loss,
     check_float,
     check_options,
+    check_target_ids,
     check_targets,
     interpreter_enabled,
     resolve_impl,
@@ -278,6 +279,7 @@ def cross_entropy(
     cap = check_options(reduction, label_smoothing, z_loss, softcap)
     backend = resolve_impl(impl, logits)
     v = logits.shape[-1]
+    check_target_ids(targets, v, ignore_index)
     token_shape = targets.shape
     x2 = logits.reshape(-1, v)
     t1 = targets.reshape(-1)

@@ -38,6 +38,7 @@ from ._dispatch import (
     assemble_loss,
     check_float,
     check_options,
+    check_target_ids,
     check_targets,
     interpreter_enabled,
     resolve_impl,
@@ -804,8 +805,8 @@ def linear_cross_entropy(
             ``impl="torch"``).
         weight: ``(V, H)`` classifier / unembedding matrix, same dtype as ``hidden``.
         targets: ``hidden.shape[:-1]`` int64 or int32 class ids in ``[0, V)`` or
-            ``ignore_index``. Other ids are not checked (that would need a host sync); their
-            target logit reads as 0.
+            ``ignore_index``; any other id raises ValueError (on CUDA the check reads one flag
+            back to the host; it is skipped while ``torch.compile`` traces).
         bias: optional ``(V,)`` bias, same dtype.
         ignore_index: target value whose rows contribute 0 loss and 0 gradient.
         reduction: ``"mean"`` (over non-ignored rows; 0 if all are ignored), ``"sum"`` or
@@ -846,6 +847,7 @@ def linear_cross_entropy(
     check_targets(targets, hidden.shape[:-1], hidden.device)
     cap = check_options(reduction, label_smoothing, z_loss, softcap)
     backend = resolve_impl(impl, hidden, weight, bias)
+    check_target_ids(targets, v, ignore_index)
 
     token_shape = targets.shape
     h2 = hidden.reshape(-1, h)

@@ -62,8 +62,8 @@ def softcap_fn(z: torch.Tensor, softcap: float) -> torch.Tensor:
 
 def _target_logit(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     t = t.long()  # gather/scatter want int64 indices on older PyTorch
-    # Out-of-range targets (ignore_index, or invalid ids, which are not checked because that
-    # would need a host sync) read as 0, matching the kernels, which never match such an id.
+    # Out-of-range targets (ignore_index; invalid ids are refused by the public functions, but
+    # not while torch.compile traces) read as 0, matching the kernels, which never match them.
     in_range = (t >= 0) & (t < z.shape[1])
     zt = z.gather(1, t.clamp(0, z.shape[1] - 1).unsqueeze(1)).squeeze(1)
     return torch.where(in_range, zt, torch.zeros((), dtype=z.dtype, device=z.device))

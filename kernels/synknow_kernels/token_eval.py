@@ -21,7 +21,15 @@ from __future__ import annotations
 
 import torch
 
-from ._dispatch import check_float, check_targets, interpreter_enabled, resolve_impl, tl, triton
+from ._dispatch import (
+    check_float,
+    check_target_ids,
+    check_targets,
+    interpreter_enabled,
+    resolve_impl,
+    tl,
+    triton,
+)
 from .linear_cross_entropy import _dot_precision, _dot_upcast, _logits_tile, _num_splits
 from .reference import LN2, TokenEvalStats, token_eval_torch
 
@@ -294,6 +302,7 @@ def token_eval(
     else:
         lo, hi = 0, 0
     backend = resolve_impl(impl, hidden, weight, bias)
+    check_target_ids(targets, v, ignore_index)
     shape = targets.shape
     with torch.no_grad():
         nll, ent, pmax, amax, mass = _token_eval_op(
