@@ -3,7 +3,8 @@
 Every public op is split the same way:
 
 * a *stats* custom op (Triton kernel or chunked PyTorch reference) that reduces each row of the
-  implicit logits to a few fp32 numbers (log-sum-exp, target logit, sum of logits, ...);
+  implicit logits to a few fp32 numbers (log-sum-exp, ``nll = lse - z_target`` computed
+  without cancellation, sum of logits, ...);
 * a *grads* custom op that recomputes the logits tile by tile and turns per-row upstream
   gradients of those numbers into input gradients;
 * ordinary PyTorch code (here) that turns the per-row numbers into the loss. Because that last
@@ -186,7 +187,7 @@ def check_float(name: str, t: torch.Tensor) -> None:
 
 def assemble_loss(
     lse: torch.Tensor,
-    z_target: torch.Tensor,
+    nll: torch.Tensor,
     z_sum: torch.Tensor,
     targets: torch.Tensor,
     vocab: int,
@@ -197,13 +198,14 @@ def assemble_loss(
 ) -> torch.Tensor:
     """Per-row stats -> loss, with every option expressed as differentiable PyTorch arithmetic.
 
-    ``loss_i = (1-eps) (lse_i - z_t) + eps (lse_i - sum_j z_j / V) + z_loss lse_i^2`` for rows
+    ``nll_i = lse_i - z_t`` comes from the stats op already, computed without cancellation.
+    ``loss_i = (1-eps) nll_i + eps (lse_i - sum_j z_j / V) + z_loss lse_i^2`` for rows
     whose target is not ``ignore_index``, and 0 for ignored rows. ``mean`` divides by the number
     of non-ignored rows, clamped to at least 1 so that an all-ignored batch gives 0 (not NaN)
     without reading the count back to the host.
     """
     valid = targets != ignore_index
-    loss = lse - z_target
+    loss = nll
     if label_smoothing > 0.0:
         eps = float(label_smoothing)
         loss = (1.0 - eps) * loss + eps * (lse - z_sum / vocab)

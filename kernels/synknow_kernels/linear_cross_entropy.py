@@ -5,10 +5,11 @@ registrations, so ``torch.compile`` treats them as opaque nodes), then the publi
 
 Design. The forward kernel walks a block of ``BLOCK_M`` tokens across the vocabulary in
 ``BLOCK_V`` tiles; each tile of logits is produced by ``tl.dot`` over the hidden dimension in
-fp32 and immediately folded into an online log-sum-exp, the target logit and the sum of logits
-(needed by label smoothing). Only those three fp32 numbers per token leave the kernel. The
-vocabulary can be split over several programs (``NSPLIT``) so that few tokens still fill the GPU;
-the partial results are merged in PyTorch.
+fp32 and immediately folded into an online log-sum-exp (kept as the max and the sum without one
+maximal term, so that ``nll = lse - z_target`` needs no cancelling subtraction), the target
+logit and the sum of logits (needed by label smoothing). Only those four fp32 numbers per token
+leave the kernel. The vocabulary can be split over several programs (``NSPLIT``) so that few
+tokens still fill the GPU; the partial results are merged in PyTorch.
 
 The backward gets, per token, the upstream gradients of those three numbers and the saved
 log-sum-exp. A backward kernel recomputes one ``(BLOCK_M, BLOCK_V)`` logits tile at a time and
@@ -23,8 +24,12 @@ Two strategies then turn dlogits into gradients (environment variable
   two big contractions run at cuBLAS speed.
 * ``fused``: the kernel contracts the tile right away with the weight tile (-> d_hidden) and the
   hidden tile (-> d_weight) and adds both into fp32 buffers with atomics; no dlogits ever reach
-  memory, at the price of atomic traffic. The fp32 weight-gradient buffer covers at most
-  ``_DW_CHUNK_BYTES`` of vocabulary rows at a time.
+  memory, at the price of atomic traffic and of run-to-run differences in the last bits. The
+  fp32 weight-gradient buffer covers at most ``_DW_CHUNK_BYTES`` of vocabulary rows at a time.
+  Under ``torch.use_deterministic_algorithms(True)`` ``chunked`` runs instead.
+
+In both, the bias gradient is summed deterministically: each token block writes its fp32
+partial column sums, which PyTorch adds in a fixed order.
 """
 
 from __future__ import annotations
@@ -74,6 +79,27 @@ def _tanh(x):
     small = ax * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))))
     t = tl.where(ax < 0.2, small, big)
     return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _online_lse_rest(z, m_i, r_i, c_i):
+    """Fold a ``(BLOCK_M, BLOCK_V)`` logits tile into the running ``(m, r, c)`` of each row.
+
+    ``m`` is the running max, ``c`` how many logits equal it and ``r = sum exp(z_j - m)`` over
+    the logits below it, so ``sum_j exp(z_j - m) = c + r`` and ``rest = r + (c - 1)`` is the
+    sum without one maximal term, with no subtraction of nearly equal numbers. The loss is then
+    ``(m - z_t) + log1p(rest)``: accurate also when the target probability is near 1, where
+    ``lse - z_t`` would cancel to 0 or one ulp of ``lse``. Masked columns must be ``-inf``.
+    """
+    m_new = tl.maximum(m_i, tl.max(z, axis=1))
+    grew = m_new > m_i
+    # Logits that equalled the old max fall below the new one: they move from c to r.
+    r_i = tl.where(grew, tl.exp(m_i - m_new) * (r_i + c_i), r_i)
+    c_i = tl.where(grew, 0.0, c_i)
+    below = z < m_new[:, None]
+    r_i += tl.sum(tl.where(below, tl.exp(z - m_new[:, None]), 0.0), axis=1)
+    c_i += tl.sum(tl.where(z == m_new[:, None], 1.0, 0.0), axis=1)
+    return m_new, r_i, c_i
 
 
 @triton.jit
@@ -135,7 +161,8 @@ def _lce_fwd_kernel(
     w_ptr,
     b_ptr,
     t_ptr,
-    lse_ptr,
+    m_ptr,
+    rest_ptr,
     zt_ptr,
     zsum_ptr,
     N,
@@ -166,7 +193,8 @@ def _lce_fwd_kernel(
 
     # A finite "minus infinity" keeps exp(m_old - m_new) and the rescaling free of inf - inf.
     m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
-    s_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    r_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    c_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     zt_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     zsum_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
 
@@ -201,12 +229,11 @@ def _lce_fwd_kernel(
         zt_i += tl.sum(tl.where(offs_v[None, :] == tgt[:, None], z, 0.0), axis=1)
         zsum_i += tl.sum(tl.where(col_mask[None, :], z, 0.0), axis=1)
         z = tl.where(col_mask[None, :], z, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(z, axis=1))
-        s_i = s_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(z - m_new[:, None]), axis=1)
-        m_i = m_new
+        m_i, r_i, c_i = _online_lse_rest(z, m_i, r_i, c_i)
 
     out = pid_s * N + offs_m
-    tl.store(lse_ptr + out, m_i + tl.log(s_i), mask=row_mask)
+    tl.store(m_ptr + out, m_i, mask=row_mask)
+    tl.store(rest_ptr + out, r_i + (c_i - 1.0), mask=row_mask)
     tl.store(zt_ptr + out, zt_i, mask=row_mask)
     tl.store(zsum_ptr + out, zsum_i, mask=row_mask)
 
@@ -397,8 +424,9 @@ def _config(dtype: torch.dtype, backward: bool) -> dict[str, int]:
     if dtype == torch.float32:
         # fp32 "ieee" dots run on FMA units and hold whole tiles in registers: fewer rows in
         # the backward, which keeps three tiles alive.
-        bm = 32 if backward else 64
-        cfg = {"BLOCK_M": bm, "BLOCK_V": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 2}
+        # The forward's 64-row tile with softcap spilled 36 bytes on 4 warps (ptxas), none on 8.
+        bm, warps = (32, 4) if backward else (64, 8)
+        cfg = {"BLOCK_M": bm, "BLOCK_V": 64, "BLOCK_K": 32, "num_warps": warps, "num_stages": 2}
     elif backward:
         cfg = {"BLOCK_M": 128, "BLOCK_V": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 2}
     else:
@@ -433,7 +461,7 @@ def lce_stats_triton(
     nsplit = _num_splits(num_m, num_v, dev)
     blocks_per_split = triton.cdiv(num_v, nsplit)
     nsplit = triton.cdiv(num_v, blocks_per_split)  # every split owns at least one vocab block
-    part = torch.empty((3, nsplit, n), dtype=torch.float32, device=dev)
+    part = torch.empty((4, nsplit, n), dtype=torch.float32, device=dev)
     b_arg = bias if bias is not None else hidden  # dummy pointer, never read
     _lce_fwd_kernel[(num_m, nsplit)](
         hidden,
@@ -443,6 +471,7 @@ def lce_stats_triton(
         part[0],
         part[1],
         part[2],
+        part[3],
         n,
         v,
         h,
@@ -460,9 +489,24 @@ def lce_stats_triton(
         DOT_UPCAST=_dot_upcast(hidden.dtype),
         **cfg,
     )
-    if nsplit == 1:
-        return part[0, 0], part[1, 0], part[2, 0]
-    return torch.logsumexp(part[0], dim=0), part[1].sum(dim=0), part[2].sum(dim=0)
+    return merge_lse_rest(*part.unbind(0))
+
+
+def merge_lse_rest(
+    m: torch.Tensor, rest: torch.Tensor, zt: torch.Tensor, zsum: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(lse, nll, sum_j z_j)`` per row from ``(splits, rows)`` partials of the kernels.
+
+    Split ``s`` holds the max ``m_s`` of its logits, ``rest_s`` (its sum of ``exp(z - m_s)``
+    without one maximal term), its part of the target logit (0 unless the target is in it) and
+    of the logit sum. The split holding the overall max contributes its ``rest`` as is, the
+    others ``exp(m_s - M) (1 + rest_s)``, so no step subtracts nearly equal numbers.
+    """
+    top, best = m.max(dim=0)
+    owns_max = torch.arange(m.shape[0], device=m.device)[:, None] == best[None, :]
+    rest_all = torch.where(owns_max, rest, torch.exp(m - top) * (1.0 + rest)).sum(dim=0)
+    log1p_rest = torch.log1p(rest_all)
+    return top + log1p_rest, (top - zt.sum(dim=0)) + log1p_rest, zsum.sum(dim=0)
 
 
 def _backward_mode() -> str:
@@ -745,12 +789,17 @@ def _setup_context(ctx, inputs, output):
     ctx.impl = impl
 
 
-def _backward(ctx, g_lse, g_zt, g_zsum):
+def _backward(ctx, g_lse, g_nll, g_zsum):
     hidden, weight, bias, targets, lse = ctx.saved_tensors
     need_dh, need_dw, need_db = ctx.needs_input_grad[:3]
     if not (need_dh or need_dw or need_db):
         return None, None, None, None, None, None
-    g_lse, g_zt, g_zsum = (torch.zeros_like(lse) if g is None else g for g in (g_lse, g_zt, g_zsum))
+    g_lse, g_nll, g_zsum = (
+        torch.zeros_like(lse) if g is None else g for g in (g_lse, g_nll, g_zsum)
+    )
+    # nll = lse - z_target: its gradient reaches the logits through both (the grads kernels
+    # take the upstream gradients of lse, z_target and sum_j z_j).
+    g_lse, g_zt = g_lse + g_nll, -g_nll
     dh, dw, db = _lce_grads_op(
         hidden,
         weight,
@@ -852,8 +901,8 @@ def linear_cross_entropy(
     token_shape = targets.shape
     h2 = hidden.reshape(-1, h)
     t1 = targets.reshape(-1)
-    lse, zt, zsum = _lce_stats_op(h2, weight, bias, t1, cap, backend)
-    loss = assemble_loss(lse, zt, zsum, t1, v, ignore_index, reduction, label_smoothing, z_loss)
+    lse, nll, zsum = _lce_stats_op(h2, weight, bias, t1, cap, backend)
+    loss = assemble_loss(lse, nll, zsum, t1, v, ignore_index, reduction, label_smoothing, z_loss)
     if reduction == "none":
         loss = loss.reshape(token_shape)
     if return_lse:

@@ -145,12 +145,13 @@ def main() -> int:
             "softcap": "fp32",
         }
         stats = {"lse_ptr": "*fp32", "glse_ptr": "*fp32", "gzt_ptr": "*fp32", "gzsum_ptr": "*fp32"}
+        partials = {k: "*fp32" for k in ("m_ptr", "rest_ptr", "zt_ptr", "zsum_ptr")}
         for softcap in (False, True):
             cases.append(
                 (
                     f"lce_fwd {dt} softcap={softcap}",
                     lce_mod._lce_fwd_kernel,
-                    {**ptr, "lse_ptr": "*fp32", "zt_ptr": "*fp32", "zsum_ptr": "*fp32"},
+                    {**ptr, **partials},
                     {
                         "HAS_BIAS": True,
                         "SOFTCAP": softcap,
@@ -207,7 +208,7 @@ def main() -> int:
                 (
                     f"ce_fwd {dt} V={vocab}",
                     ce_mod._ce_fwd_kernel,
-                    {**ce_ptr, "lse_ptr": "*fp32", "zt_ptr": "*fp32", "zsum_ptr": "*fp32"},
+                    {**ce_ptr, **partials},
                     {"SOFTCAP": True},
                     ce_mod._config(vocab),
                 )
