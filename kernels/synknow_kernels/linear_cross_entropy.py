@@ -56,6 +56,10 @@ __all__ = ["linear_cross_entropy"]
 
 # Backward strategy, read when the backward runs: "chunked" (default) or "fused".
 BACKWARD_ENV_VAR = "SYNKNOW_KERNELS_LCE_BACKWARD"
+# Triton path, read at each call: "auto" (default; the recompute path until a GPU measurement
+# decides where small_h wins), "recompute" (forward + recomputing backward, any hidden size) or
+# "small_h" (lce_small_h.py: hidden gradient from the forward, hidden size <= 1024).
+PATH_ENV_VAR = "SYNKNOW_KERNELS_LCE_PATH"
 # "fused": largest fp32 weight-gradient accumulation buffer for 16-bit weights (bytes).
 _DW_CHUNK_BYTES = 1 << 28
 # "chunked": largest dlogits buffer (tokens x vocabulary chunk, input dtype), in bytes.
@@ -509,6 +513,18 @@ def merge_lse_rest(
     return top + log1p_rest, (top - zt.sum(dim=0)) + log1p_rest, zsum.sum(dim=0)
 
 
+def _triton_path(hidden_size: int) -> str:
+    path = os.environ.get(PATH_ENV_VAR, "auto").strip().lower() or "auto"
+    if path not in ("auto", "recompute", "small_h"):
+        raise ValueError(f"{PATH_ENV_VAR} must be 'auto', 'recompute' or 'small_h', got {path!r}")
+    if path == "small_h" and hidden_size > _small_h.MAX_HIDDEN:
+        raise ValueError(
+            f"{PATH_ENV_VAR}=small_h supports hidden sizes up to {_small_h.MAX_HIDDEN}, "
+            f"got {hidden_size}"
+        )
+    return "recompute" if path == "auto" else path
+
+
 def _backward_mode() -> str:
     """The backward strategy: ``fused`` only if asked for and results may depend on timing.
 
@@ -901,10 +917,17 @@ def linear_cross_entropy(
     token_shape = targets.shape
     h2 = hidden.reshape(-1, h)
     t1 = targets.reshape(-1)
-    lse, nll, zsum = _lce_stats_op(h2, weight, bias, t1, cap, backend)
+    if backend == "triton" and _triton_path(h) == "small_h":
+        lse, nll, zsum = _small_h.lce_small_h(h2, weight, bias, t1, cap, label_smoothing > 0.0)
+    else:
+        lse, nll, zsum = _lce_stats_op(h2, weight, bias, t1, cap, backend)
     loss = assemble_loss(lse, nll, zsum, t1, v, ignore_index, reduction, label_smoothing, z_loss)
     if reduction == "none":
         loss = loss.reshape(token_shape)
     if return_lse:
         return loss, lse.reshape(token_shape)
     return loss
+
+
+# At the end: lce_small_h imports the helpers above from this (by then complete) module.
+from . import lce_small_h as _small_h  # noqa: E402

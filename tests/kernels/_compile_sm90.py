@@ -37,6 +37,7 @@ from _ttir import atomic_ops, narrow_offset_products  # noqa: E402
 ce_mod = importlib.import_module("synknow_kernels.cross_entropy")
 lce_mod = importlib.import_module("synknow_kernels.linear_cross_entropy")
 te_mod = importlib.import_module("synknow_kernels.token_eval")
+sh_mod = importlib.import_module("synknow_kernels.lce_small_h")
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -46,7 +47,10 @@ TARGET = GPUTarget("cuda", 90, 32)
 # 16 carry a divisibility hint. Without this, loads look strided and the compiled code (and its
 # register/shared-memory report) would not match what runs on the GPU.
 _ONE = {"stride_hk", "stride_wk", "stride_b", "stride_t", "stride_xv"}
-_DIV16 = {"N", "V", "H", "stride_hn", "stride_wv", "stride_xn", "v_begin", "v_end", "stride_dz"}
+_DIV16 = {
+    "N", "V", "H", "stride_hn", "stride_wv", "stride_xn", "v_begin", "v_end", "stride_dz",
+    "tokens_per_split",
+}  # fmt: skip
 
 
 def _compile(
@@ -202,6 +206,31 @@ def main() -> int:
                 te_mod._te_config(torch_dt),
             )
         )
+        for hidden in (64, 256, 512, 768):
+            sh_consts = {
+                "HAS_BIAS": True,
+                "SOFTCAP": True,
+                "DOT_PRECISION": prec,
+                "DOT_UPCAST": False,
+            }
+            cases.append(
+                (
+                    f"small_h_fwd {dt} H={hidden}",
+                    sh_mod._small_h_fwd_kernel,
+                    {**ptr, **partials, "a_ptr": "*fp32", "bsum_ptr": "*fp32"},
+                    {**sh_consts, "COMPUTE_A": True, "COMPUTE_B": True},
+                    sh_mod._config(hidden, backward=False, dtype=torch_dt),
+                )
+            )
+            cases.append(
+                (
+                    f"small_h_bwd {dt} H={hidden}",
+                    sh_mod._small_h_bwd_kernel,
+                    {**ptr, **stats, "dw_ptr": "*fp32", "db_ptr": "*fp32"},
+                    {**sh_consts, "COMPUTE_DW": True, "COMPUTE_DB": True},
+                    sh_mod._config(hidden, backward=True, dtype=torch_dt),
+                )
+            )
         ce_ptr = {"x_ptr": f"*{dt}", "t_ptr": "*i64", "softcap": "fp32"}
         for vocab in (256000, 4096):
             cases.append(
