@@ -254,3 +254,21 @@ def test_auto_uses_triton_on_cuda(monkeypatch):
     assert resolve_impl("auto", x) == "triton"
     monkeypatch.setenv(ENV_VAR, "torch")
     assert resolve_impl("auto", x) == "torch"
+
+
+@pytest.mark.parametrize("hidden", [64, 256, 768])
+def test_small_h_path_at_project_shapes(monkeypatch, hidden):
+    """The small-H path against eager bf16 and float64 at the project's own shapes."""
+    from synknow_kernels.linear_cross_entropy import PATH_ENV_VAR
+
+    monkeypatch.setenv(PATH_ENV_VAR, "small_h")
+    data = _problem(16384, hidden, 2500, torch.bfloat16)
+    opts = {"label_smoothing": 0.1, "softcap": 15.0}
+    ours, g_ours = _run(linear_cross_entropy, data, impl="triton", **opts)
+    naive, g_naive = _run(_naive, data, **opts)
+    truth, g_truth = _run(_naive, [x.double() for x in data[:3]] + [data[3]], **opts)
+    assert_no_worse_16bit("loss", ours, naive, truth)
+    assert abs(ours.item() - truth.item()) <= 1e-5 * abs(truth.item())
+    for name, a, b, c in zip(("dh", "dw", "db"), g_ours, g_naive, g_truth, strict=True):
+        assert a.dtype == torch.bfloat16
+        assert_no_worse_16bit(name, a, b, c)

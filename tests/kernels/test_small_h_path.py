@@ -188,3 +188,40 @@ def test_path_setting_is_validated(monkeypatch, dev):
             torch.zeros(2, dtype=torch.long, device=dev),
             impl="triton",
         )
+
+
+def test_torch_compile_fullgraph(dev):
+    hid, w, _, t = _data(n=20, v=50)
+
+    def step(h_, w_, t_):
+        return linear_cross_entropy(h_, w_, t_, impl="triton", label_smoothing=0.1, softcap=3.0)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    a = [x.float().to(dev).requires_grad_() for x in (hid, w)]
+    b = [x.float().to(dev).requires_grad_() for x in (hid, w)]
+    out = compiled(a[0], a[1], t.to(dev))
+    out.backward()
+    ref = step(b[0], b[1], t.to(dev))
+    ref.backward()
+    torch.testing.assert_close(out, ref)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x.grad, y.grad)
+
+
+# opcheck's AOT-dispatch harness reads .grad of its own non-leaf copies of the inputs.
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_opcheck(dev):
+    """torch.library's consistency checks (schema, fake tensors, autograd registration)."""
+    small_h = importlib.import_module("synknow_kernels.lce_small_h")
+    hid, w, b, t = _data(n=12, h=16, v=24)
+    args = (
+        hid.float().to(dev).requires_grad_(),
+        w.float().to(dev).requires_grad_(),
+        b.float().to(dev),
+        t.to(dev),
+        2.0,
+        True,
+        True,
+    )
+    torch.library.opcheck(small_h._small_h_op, args)
