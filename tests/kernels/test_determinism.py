@@ -105,3 +105,33 @@ def test_deterministic_mode_bit_identical_on_gpu(monkeypatch, deterministic):
     runs = [_grads("cuda", torch.bfloat16, n=8192, h=256, v=8000, seed=4) for _ in range(2)]
     for name, a, b in zip(("d_hidden", "d_weight", "d_bias"), *runs, strict=True):
         assert torch.equal(a, b), name
+
+
+@needs_triton
+@pytest.mark.parametrize("backward", ["chunked", "fused"])
+def test_skipped_tiles_write_zeros_into_uninitialised_buffers(monkeypatch, backward):
+    """dlogits and bias partials are allocated without a memset; tiles of ignored rows must
+    write their zeros. Poison fresh buffers with NaN so that a missed tile cannot hide."""
+    real_empty = torch.empty
+
+    def poisoned_empty(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setenv(lce_mod.BACKWARD_ENV_VAR, backward)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    g = torch.Generator().manual_seed(1)
+    n, h, v = 100, 24, 90
+    hid = torch.randn(n, h, generator=g).to(device).requires_grad_()
+    w = torch.randn(v, h, generator=g).to(device).requires_grad_()
+    b = torch.randn(v, generator=g).to(device).requires_grad_()
+    t = torch.randint(0, v, (n,), generator=g)
+    t[:70] = -100  # whole token blocks with no gradient: their tiles are skipped
+    monkeypatch.setattr(torch, "empty", poisoned_empty)
+    linear_cross_entropy(hid, w, t.to(device), b, impl="triton").backward()
+    monkeypatch.setattr(torch, "empty", real_empty)
+    ref = [x.detach().clone().requires_grad_() for x in (hid, w, b)]
+    linear_cross_entropy(ref[0], ref[1], t.to(device), ref[2], impl="torch").backward()
+    for name, x, r in zip(("d_hidden", "d_weight", "d_bias"), (hid, w, b), ref, strict=True):
+        assert torch.isfinite(x.grad).all(), name
+        torch.testing.assert_close(x.grad, r.grad, rtol=1e-5, atol=1e-6, msg=name)
