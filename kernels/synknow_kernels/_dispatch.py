@@ -3,7 +3,8 @@
 Every public op is split the same way:
 
 * a *stats* custom op (Triton kernel or chunked PyTorch reference) that reduces each row of the
-  implicit logits to a few fp32 numbers (log-sum-exp, target logit, sum of logits, ...);
+  implicit logits to a few fp32 numbers (log-sum-exp, ``nll = lse - z_target`` computed
+  without cancellation, sum of logits, ...);
 * a *grads* custom op that recomputes the logits tile by tile and turns per-row upstream
   gradients of those numbers into input gradients;
 * ordinary PyTorch code (here) that turns the per-row numbers into the loss. Because that last
@@ -58,6 +59,7 @@ __all__ = [
     "interpreter_enabled",
     "resolve_impl",
     "assemble_loss",
+    "check_target_ids",
 ]
 
 IMPLS = ("auto", "triton", "torch")
@@ -75,37 +77,50 @@ def interpreter_enabled() -> bool:
 def resolve_impl(impl: str, *tensors: torch.Tensor | None) -> str:
     """Pick ``"triton"`` or ``"torch"`` for the given inputs.
 
-    ``impl="auto"`` uses Triton when every tensor lives on a CUDA device and Triton imports, and
-    the PyTorch reference otherwise; the environment variable ``SYNKNOW_KERNELS_IMPL`` (``torch``
-    or ``triton``) overrides ``auto`` only, so an explicit ``impl=`` argument always wins.
-    ``impl="triton"`` on CPU tensors is accepted only under ``TRITON_INTERPRET=1``.
+    ``impl="auto"`` uses Triton when every tensor lives on a CUDA device, every floating-point
+    tensor has a dtype the kernels support (float16, bfloat16, float32) and Triton imports; it
+    uses the PyTorch reference otherwise (so float64 on CUDA runs in PyTorch). The environment
+    variable ``SYNKNOW_KERNELS_IMPL`` (``torch`` or ``triton``) overrides ``auto`` only, so an
+    explicit ``impl=`` argument always wins. ``impl="triton"`` on CPU tensors is accepted only
+    under ``TRITON_INTERPRET=1``, and never for float64.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
         env = os.environ.get(ENV_VAR, "").strip().lower()
         if env in ("", "auto"):
-            on_cuda = all(t is None or t.is_cuda for t in tensors)
-            return "triton" if (HAS_TRITON and on_cuda) else "torch"
+            usable = HAS_TRITON and _on_cuda(tensors) and _unsupported_dtype(tensors) is None
+            return "triton" if usable else "torch"
         if env not in ("torch", "triton"):
             raise ValueError(f"{ENV_VAR} must be 'torch', 'triton' or 'auto', got {env!r}")
         impl = env
     if impl == "triton":
         if not HAS_TRITON:
             raise RuntimeError("impl='triton' requested but Triton is not installed")
-        on_cuda = all(t is None or t.is_cuda for t in tensors)
-        if not on_cuda and not interpreter_enabled():
+        bad = _unsupported_dtype(tensors)
+        if bad is not None:
+            raise ValueError(
+                f"impl='triton' supports float16, bfloat16 and float32 inputs, got {bad}; "
+                "use impl='torch' (or 'auto') for float64"
+            )
+        if not _on_cuda(tensors) and not interpreter_enabled():
             raise ValueError(
                 "impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before Triton is "
                 "imported, to run the kernels in the CPU interpreter)"
             )
-        for t in tensors:
-            if t is not None and t.is_floating_point() and t.dtype not in TRITON_DTYPES:
-                raise ValueError(
-                    f"impl='triton' supports float16, bfloat16 and float32 inputs, got {t.dtype}; "
-                    "use impl='torch' for float64"
-                )
     return impl
+
+
+def _on_cuda(tensors: tuple[torch.Tensor | None, ...]) -> bool:
+    return all(t is None or t.is_cuda for t in tensors)
+
+
+def _unsupported_dtype(tensors: tuple[torch.Tensor | None, ...]) -> torch.dtype | None:
+    """The first floating-point dtype among ``tensors`` that the Triton kernels cannot take."""
+    for t in tensors:
+        if t is not None and t.is_floating_point() and t.dtype not in TRITON_DTYPES:
+            return t.dtype
+    return None
 
 
 def check_options(
@@ -143,6 +158,26 @@ def check_targets(targets: torch.Tensor, expected_shape: torch.Size, device: tor
         raise ValueError(f"targets are on {targets.device}, inputs on {device}")
 
 
+def check_target_ids(targets: torch.Tensor, vocab: int, ignore_index: int) -> None:
+    """Raise a one-line ValueError naming the first target outside ``[0, vocab)``.
+
+    ``ignore_index`` is allowed anywhere. On CUDA this reads one flag back to the host (a
+    synchronisation); while ``torch.compile`` traces, the check is skipped because a
+    data-dependent branch would break the graph.
+    """
+    if targets.numel() == 0 or torch.compiler.is_compiling():
+        return
+    flat = targets.reshape(-1)
+    bad = ((flat < 0) | (flat >= vocab)) & (flat != ignore_index)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        where = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), targets.shape))
+        raise ValueError(
+            f"targets{list(where)} = {int(flat[first])} is not a class id in [0, {vocab}) "
+            f"nor ignore_index ({ignore_index})"
+        )
+
+
 def check_float(name: str, t: torch.Tensor) -> None:
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a tensor, got {type(t).__name__}")
@@ -152,7 +187,7 @@ def check_float(name: str, t: torch.Tensor) -> None:
 
 def assemble_loss(
     lse: torch.Tensor,
-    z_target: torch.Tensor,
+    nll: torch.Tensor,
     z_sum: torch.Tensor,
     targets: torch.Tensor,
     vocab: int,
@@ -163,13 +198,14 @@ def assemble_loss(
 ) -> torch.Tensor:
     """Per-row stats -> loss, with every option expressed as differentiable PyTorch arithmetic.
 
-    ``loss_i = (1-eps) (lse_i - z_t) + eps (lse_i - sum_j z_j / V) + z_loss lse_i^2`` for rows
+    ``nll_i = lse_i - z_t`` comes from the stats op already, computed without cancellation.
+    ``loss_i = (1-eps) nll_i + eps (lse_i - sum_j z_j / V) + z_loss lse_i^2`` for rows
     whose target is not ``ignore_index``, and 0 for ignored rows. ``mean`` divides by the number
     of non-ignored rows, clamped to at least 1 so that an all-ignored batch gives 0 (not NaN)
     without reading the count back to the host.
     """
     valid = targets != ignore_index
-    loss = lse - z_target
+    loss = nll
     if label_smoothing > 0.0:
         eps = float(label_smoothing)
         loss = (1.0 - eps) * loss + eps * (lse - z_sum / vocab)

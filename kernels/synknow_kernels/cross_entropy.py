@@ -3,11 +3,12 @@
 Layout: Triton kernels, launchers, custom ops with fake/autograd registrations, public function.
 
 One program handles ``BLOCK_M`` rows and walks the vocabulary in ``BLOCK_V`` chunks with an
-online log-sum-exp, so any vocabulary size works with bounded registers. The forward stores three
-fp32 numbers per row (log-sum-exp, target logit, sum of logits); the loss is assembled from them in
-PyTorch exactly as for :func:`synknow_kernels.linear_cross_entropy`. The backward re-reads the
-row and writes ``dlogits = g_lse * softmax + g_zt * onehot + g_zsum`` (times the softcap
-derivative) in the logits dtype.
+online log-sum-exp, so any vocabulary size works with bounded registers. The forward stores four
+fp32 numbers per row (max logit, the softmax denominator without one maximal term, target logit,
+sum of logits), from which PyTorch forms the log-sum-exp and ``nll = lse - z_target`` without
+cancellation, and the loss exactly as for :func:`synknow_kernels.linear_cross_entropy`. The
+backward re-reads the row and writes ``dlogits = g_lse * softmax + g_zt * onehot + g_zsum``
+(times the softcap derivative) in the logits dtype.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from ._dispatch import (
     assemble_loss,
     check_float,
     check_options,
+    check_target_ids,
     check_targets,
     interpreter_enabled,
     resolve_impl,
     tl,
     triton,
 )
-from .linear_cross_entropy import _tanh
+from .linear_cross_entropy import _online_lse_rest, _tanh, merge_lse_rest
 from .reference import ce_grads_torch, ce_stats_torch
 
 __all__ = ["cross_entropy"]
@@ -34,7 +36,8 @@ __all__ = ["cross_entropy"]
 def _ce_fwd_kernel(
     x_ptr,
     t_ptr,
-    lse_ptr,
+    m_ptr,
+    rest_ptr,
     zt_ptr,
     zsum_ptr,
     N,
@@ -53,7 +56,8 @@ def _ce_fwd_kernel(
     tgt = tl.load(t_ptr + offs_m * stride_t, mask=row_mask, other=-1).to(tl.int64)
     # A finite "minus infinity" keeps exp(m_old - m_new) free of inf - inf.
     m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
-    s_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    r_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    c_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     zt_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     zsum_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for v0 in range(0, V, BLOCK_V):
@@ -70,10 +74,10 @@ def _ce_fwd_kernel(
         zt_i += tl.sum(tl.where(offs_v[None, :] == tgt[:, None], z, 0.0), axis=1)
         zsum_i += tl.sum(tl.where(col_mask[None, :], z, 0.0), axis=1)
         z = tl.where(col_mask[None, :], z, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(z, axis=1))
-        s_i = s_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(z - m_new[:, None]), axis=1)
-        m_i = m_new
-    tl.store(lse_ptr + offs_m, m_i + tl.log(s_i), mask=row_mask)
+        m_i, r_i, c_i = _online_lse_rest(z, m_i, r_i, c_i)
+    # (max, sum without one maximal term): see _online_lse_rest and merge_lse_rest.
+    tl.store(m_ptr + offs_m, m_i, mask=row_mask)
+    tl.store(rest_ptr + offs_m, r_i + (c_i - 1.0), mask=row_mask)
     tl.store(zt_ptr + offs_m, zt_i, mask=row_mask)
     tl.store(zsum_ptr + offs_m, zsum_i, mask=row_mask)
 
@@ -131,9 +135,11 @@ def _config(v: int) -> dict[str, int]:
     if interpreter_enabled():
         return {"BLOCK_M": 16, "BLOCK_V": 128, "num_warps": 4}
     # About 8k elements per tile: long rows get a wide vocab chunk, short rows get several
-    # rows per program so small vocabularies still launch big enough tiles.
+    # rows per program so small vocabularies still launch big enough tiles. One row per
+    # program from 4096 columns up: the 2 x 4096 bf16 backward tile spilled registers (ptxas,
+    # sm_90).
     block_v = min(triton.next_power_of_2(v), 8192)
-    block_m = max(1, min(16, 8192 // block_v))
+    block_m = 1 if block_v >= 4096 else min(16, 8192 // block_v)
     return {"BLOCK_M": block_m, "BLOCK_V": block_v, "num_warps": 8, "enable_fp_fusion": True}
 
 
@@ -141,25 +147,27 @@ def ce_stats_triton(
     logits: torch.Tensor, targets: torch.Tensor, softcap: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     n, v = logits.shape
-    out = [torch.empty(n, dtype=torch.float32, device=logits.device) for _ in range(3)]
-    if n > 0:
-        cfg = _config(v)
-        _ce_fwd_kernel[(triton.cdiv(n, cfg["BLOCK_M"]),)](
-            logits,
-            targets,
-            out[0],
-            out[1],
-            out[2],
-            n,
-            v,
-            logits.stride(0),
-            logits.stride(1),
-            targets.stride(0),
-            softcap,
-            SOFTCAP=softcap > 0.0,
-            **cfg,
-        )
-    return out[0], out[1], out[2]
+    part = torch.empty((4, 1, n), dtype=torch.float32, device=logits.device)
+    if n == 0:
+        return merge_lse_rest(*part.unbind(0))
+    cfg = _config(v)
+    _ce_fwd_kernel[(triton.cdiv(n, cfg["BLOCK_M"]),)](
+        logits,
+        targets,
+        part[0],
+        part[1],
+        part[2],
+        part[3],
+        n,
+        v,
+        logits.stride(0),
+        logits.stride(1),
+        targets.stride(0),
+        softcap,
+        SOFTCAP=softcap > 0.0,
+        **cfg,
+    )
+    return merge_lse_rest(*part.unbind(0))
 
 
 def ce_grads_triton(
@@ -239,11 +247,16 @@ def _setup_context(ctx, inputs, output):
     ctx.impl = impl
 
 
-def _backward(ctx, g_lse, g_zt, g_zsum):
+def _backward(ctx, g_lse, g_nll, g_zsum):
     logits, targets, lse = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:
         return None, None, None, None
-    g_lse, g_zt, g_zsum = (torch.zeros_like(lse) if g is None else g for g in (g_lse, g_zt, g_zsum))
+    g_lse, g_nll, g_zsum = (
+        torch.zeros_like(lse) if g is None else g for g in (g_lse, g_nll, g_zsum)
+    )
+    # nll = lse - z_target: its gradient reaches the logits through both (the grads kernels
+    # take the upstream gradients of lse, z_target and sum_j z_j).
+    g_lse, g_zt = g_lse + g_nll, -g_nll
     dx = _ce_grads_op(logits, targets, lse, g_lse, g_zt, g_zsum, ctx.softcap, ctx.impl)
     return dx, None, None, None
 
@@ -276,11 +289,12 @@ def cross_entropy(
     cap = check_options(reduction, label_smoothing, z_loss, softcap)
     backend = resolve_impl(impl, logits)
     v = logits.shape[-1]
+    check_target_ids(targets, v, ignore_index)
     token_shape = targets.shape
     x2 = logits.reshape(-1, v)
     t1 = targets.reshape(-1)
-    lse, zt, zsum = _ce_stats_op(x2, t1, cap, backend)
-    loss = assemble_loss(lse, zt, zsum, t1, v, ignore_index, reduction, label_smoothing, z_loss)
+    lse, nll, zsum = _ce_stats_op(x2, t1, cap, backend)
+    loss = assemble_loss(lse, nll, zsum, t1, v, ignore_index, reduction, label_smoothing, z_loss)
     if reduction == "none":
         loss = loss.reshape(token_shape)
     if return_lse:

@@ -5,10 +5,11 @@ registrations, so ``torch.compile`` treats them as opaque nodes), then the publi
 
 Design. The forward kernel walks a block of ``BLOCK_M`` tokens across the vocabulary in
 ``BLOCK_V`` tiles; each tile of logits is produced by ``tl.dot`` over the hidden dimension in
-fp32 and immediately folded into an online log-sum-exp, the target logit and the sum of logits
-(needed by label smoothing). Only those three fp32 numbers per token leave the kernel. The
-vocabulary can be split over several programs (``NSPLIT``) so that few tokens still fill the GPU;
-the partial results are merged in PyTorch.
+fp32 and immediately folded into an online log-sum-exp (kept as the max and the sum without one
+maximal term, so that ``nll = lse - z_target`` needs no cancelling subtraction), the target
+logit and the sum of logits (needed by label smoothing). Only those four fp32 numbers per token
+leave the kernel. The vocabulary can be split over several programs (``NSPLIT``) so that few
+tokens still fill the GPU; the partial results are merged in PyTorch.
 
 The backward gets, per token, the upstream gradients of those three numbers and the saved
 log-sum-exp. A backward kernel recomputes one ``(BLOCK_M, BLOCK_V)`` logits tile at a time and
@@ -23,8 +24,12 @@ Two strategies then turn dlogits into gradients (environment variable
   two big contractions run at cuBLAS speed.
 * ``fused``: the kernel contracts the tile right away with the weight tile (-> d_hidden) and the
   hidden tile (-> d_weight) and adds both into fp32 buffers with atomics; no dlogits ever reach
-  memory, at the price of atomic traffic. The fp32 weight-gradient buffer covers at most
-  ``_DW_CHUNK_BYTES`` of vocabulary rows at a time.
+  memory, at the price of atomic traffic and of run-to-run differences in the last bits. The
+  fp32 weight-gradient buffer covers at most ``_DW_CHUNK_BYTES`` of vocabulary rows at a time.
+  Under ``torch.use_deterministic_algorithms(True)`` ``chunked`` runs instead.
+
+In both, the bias gradient is summed deterministically: each token block writes its fp32
+partial column sums, which PyTorch adds in a fixed order.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from ._dispatch import (
     assemble_loss,
     check_float,
     check_options,
+    check_target_ids,
     check_targets,
     interpreter_enabled,
     resolve_impl,
@@ -50,6 +56,10 @@ __all__ = ["linear_cross_entropy"]
 
 # Backward strategy, read when the backward runs: "chunked" (default) or "fused".
 BACKWARD_ENV_VAR = "SYNKNOW_KERNELS_LCE_BACKWARD"
+# Triton path, read at each call: "auto" (default; the recompute path until a GPU measurement
+# decides where small_h wins), "recompute" (forward + recomputing backward, any hidden size) or
+# "small_h" (lce_small_h.py: hidden gradient from the forward, hidden size <= 1024).
+PATH_ENV_VAR = "SYNKNOW_KERNELS_LCE_PATH"
 # "fused": largest fp32 weight-gradient accumulation buffer for 16-bit weights (bytes).
 _DW_CHUNK_BYTES = 1 << 28
 # "chunked": largest dlogits buffer (tokens x vocabulary chunk, input dtype), in bytes.
@@ -73,6 +83,27 @@ def _tanh(x):
     small = ax * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))))
     t = tl.where(ax < 0.2, small, big)
     return tl.where(x < 0, -t, t)
+
+
+@triton.jit
+def _online_lse_rest(z, m_i, r_i, c_i):
+    """Fold a ``(BLOCK_M, BLOCK_V)`` logits tile into the running ``(m, r, c)`` of each row.
+
+    ``m`` is the running max, ``c`` how many logits equal it and ``r = sum exp(z_j - m)`` over
+    the logits below it, so ``sum_j exp(z_j - m) = c + r`` and ``rest = r + (c - 1)`` is the
+    sum without one maximal term, with no subtraction of nearly equal numbers. The loss is then
+    ``(m - z_t) + log1p(rest)``: accurate also when the target probability is near 1, where
+    ``lse - z_t`` would cancel to 0 or one ulp of ``lse``. Masked columns must be ``-inf``.
+    """
+    m_new = tl.maximum(m_i, tl.max(z, axis=1))
+    grew = m_new > m_i
+    # Logits that equalled the old max fall below the new one: they move from c to r.
+    r_i = tl.where(grew, tl.exp(m_i - m_new) * (r_i + c_i), r_i)
+    c_i = tl.where(grew, 0.0, c_i)
+    below = z < m_new[:, None]
+    r_i += tl.sum(tl.where(below, tl.exp(z - m_new[:, None]), 0.0), axis=1)
+    c_i += tl.sum(tl.where(z == m_new[:, None], 1.0, 0.0), axis=1)
+    return m_new, r_i, c_i
 
 
 @triton.jit
@@ -102,7 +133,8 @@ def _logits_tile(
     """fp32 tile ``softcap(h[offs_m] @ w[offs_v].T + b[offs_v])`` of shape (BLOCK_M, BLOCK_V)."""
     acc = tl.zeros((BLOCK_M, BLOCK_V), dtype=tl.float32)
     for k0 in range(0, H, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)
+        # int64, because offs_k * stride_hk (or stride_wk) is large for column-major inputs.
+        offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
         k_mask = offs_k < H
         h = tl.load(
             h_ptr + offs_m[:, None] * stride_hn + offs_k[None, :] * stride_hk,
@@ -133,7 +165,8 @@ def _lce_fwd_kernel(
     w_ptr,
     b_ptr,
     t_ptr,
-    lse_ptr,
+    m_ptr,
+    rest_ptr,
     zt_ptr,
     zsum_ptr,
     N,
@@ -164,12 +197,13 @@ def _lce_fwd_kernel(
 
     # A finite "minus infinity" keeps exp(m_old - m_new) and the rescaling free of inf - inf.
     m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
-    s_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    r_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    c_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     zt_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     zsum_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
 
     v_begin = pid_s * blocks_per_split * BLOCK_V
-    v_end = tl.minimum(v_begin + blocks_per_split * BLOCK_V, V)
+    v_end = tl.minimum((pid_s + 1) * blocks_per_split * BLOCK_V, V)
     for v0 in range(v_begin, v_end, BLOCK_V):
         offs_v = v0 + tl.arange(0, BLOCK_V)
         col_mask = offs_v < v_end
@@ -199,12 +233,11 @@ def _lce_fwd_kernel(
         zt_i += tl.sum(tl.where(offs_v[None, :] == tgt[:, None], z, 0.0), axis=1)
         zsum_i += tl.sum(tl.where(col_mask[None, :], z, 0.0), axis=1)
         z = tl.where(col_mask[None, :], z, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(z, axis=1))
-        s_i = s_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(z - m_new[:, None]), axis=1)
-        m_i = m_new
+        m_i, r_i, c_i = _online_lse_rest(z, m_i, r_i, c_i)
 
     out = pid_s * N + offs_m
-    tl.store(lse_ptr + out, m_i + tl.log(s_i), mask=row_mask)
+    tl.store(m_ptr + out, m_i, mask=row_mask)
+    tl.store(rest_ptr + out, r_i + (c_i - 1.0), mask=row_mask)
     tl.store(zt_ptr + out, zt_i, mask=row_mask)
     tl.store(zsum_ptr + out, zsum_i, mask=row_mask)
 
@@ -228,6 +261,7 @@ def _lce_bwd_kernel(
     v_begin,
     v_end,
     stride_dz,
+    stride_db,
     stride_hn,
     stride_hk,
     stride_wv,
@@ -250,14 +284,16 @@ def _lce_bwd_kernel(
 ):
     # Grouped program order: GROUP_M consecutive programs share one weight tile while walking
     # token blocks, so weight tiles are reused from L2 instead of re-read from HBM.
-    pid = tl.program_id(0)
-    num_m = tl.cdiv(N, BLOCK_M)
-    num_v = tl.cdiv(v_end - v_begin, BLOCK_V)
+    # All index arithmetic in int64, so that no int32 product can reach a pointer offset.
+    # tl.cast rather than .to(): N or v_end may arrive as constexpr (launch value 1).
+    pid = tl.program_id(0).to(tl.int64)
+    num_m = tl.cast(tl.cdiv(N, BLOCK_M), tl.int64)
+    num_v = tl.cast(tl.cdiv(v_end - v_begin, BLOCK_V), tl.int64)
     per_group = GROUP_M * num_v
     first_m = (pid // per_group) * GROUP_M
     group_size = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = (first_m + (pid % per_group) % group_size).to(tl.int64)
-    pid_v = ((pid % per_group) // group_size).to(tl.int64)
+    pid_m = first_m + (pid % per_group) % group_size
+    pid_v = (pid % per_group) // group_size
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_v = v_begin + pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
@@ -303,9 +339,11 @@ def _lce_bwd_kernel(
             zs = z / softcap
             dz = dz * (1.0 - zs * zs)
         dz = tl.where(row_mask[:, None] & col_mask[None, :], dz, 0.0)
-        if COMPUTE_DB:
-            tl.atomic_add(db_ptr + offs_v, tl.sum(dz, axis=0), mask=col_mask, sem="relaxed")
         offs_vl = offs_v - v_begin  # column in this launch's vocabulary chunk
+        if COMPUTE_DB:
+            # One fp32 partial sum per (token block, vocabulary column), summed in a fixed
+            # order afterwards: atomics would make the bias gradient depend on timing.
+            tl.store(db_ptr + pid_m * stride_db + offs_vl, tl.sum(dz, axis=0), mask=col_mask)
         if STORE_DZ:
             # "chunked" backward: hand the dlogits tile to cuBLAS (see _grads_chunked).
             tl.store(
@@ -320,7 +358,7 @@ def _lce_bwd_kernel(
             if DOT_UPCAST:
                 dz_in = dz_in.to(tl.float32)  # keeps the 16-bit rounding, see _dot_upcast
             for k0 in range(0, H, BLOCK_K):
-                offs_k = k0 + tl.arange(0, BLOCK_K)
+                offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
                 k_mask = offs_k < H
                 if COMPUTE_DH:
                     w = tl.load(
@@ -352,6 +390,22 @@ def _lce_bwd_kernel(
                         mask=col_mask[:, None] & k_mask[None, :],
                         sem="relaxed",
                     )
+    else:
+        # Skipped tile: its share of dlogits and of the bias partials is zero. Writing the
+        # zeros here (each element has exactly one owner) spares a memset of both buffers.
+        offs_vl = offs_v - v_begin
+        if STORE_DZ:
+            tl.store(
+                dz_ptr + offs_m[:, None] * stride_dz + offs_vl[None, :],
+                tl.zeros((BLOCK_M, BLOCK_V), dtype=dz_ptr.dtype.element_ty),
+                mask=row_mask[:, None] & col_mask[None, :],
+            )
+        if COMPUTE_DB:
+            tl.store(
+                db_ptr + pid_m * stride_db + offs_vl,
+                tl.zeros((BLOCK_V,), dtype=tl.float32),
+                mask=col_mask,
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,8 +444,10 @@ def _config(dtype: torch.dtype, backward: bool) -> dict[str, int]:
     if dtype == torch.float32:
         # fp32 "ieee" dots run on FMA units and hold whole tiles in registers: fewer rows in
         # the backward, which keeps three tiles alive.
+        # 8 warps: on 4, the forward with softcap spilled 36 bytes (ptxas) and the fused
+        # backward 164.
         bm = 32 if backward else 64
-        cfg = {"BLOCK_M": bm, "BLOCK_V": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 2}
+        cfg = {"BLOCK_M": bm, "BLOCK_V": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 2}
     elif backward:
         cfg = {"BLOCK_M": 128, "BLOCK_V": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 2}
     else:
@@ -426,7 +482,7 @@ def lce_stats_triton(
     nsplit = _num_splits(num_m, num_v, dev)
     blocks_per_split = triton.cdiv(num_v, nsplit)
     nsplit = triton.cdiv(num_v, blocks_per_split)  # every split owns at least one vocab block
-    part = torch.empty((3, nsplit, n), dtype=torch.float32, device=dev)
+    part = torch.empty((4, nsplit, n), dtype=torch.float32, device=dev)
     b_arg = bias if bias is not None else hidden  # dummy pointer, never read
     _lce_fwd_kernel[(num_m, nsplit)](
         hidden,
@@ -436,6 +492,7 @@ def lce_stats_triton(
         part[0],
         part[1],
         part[2],
+        part[3],
         n,
         v,
         h,
@@ -453,39 +510,91 @@ def lce_stats_triton(
         DOT_UPCAST=_dot_upcast(hidden.dtype),
         **cfg,
     )
-    if nsplit == 1:
-        return part[0, 0], part[1, 0], part[2, 0]
-    return torch.logsumexp(part[0], dim=0), part[1].sum(dim=0), part[2].sum(dim=0)
+    return merge_lse_rest(*part.unbind(0))
+
+
+def merge_lse_rest(
+    m: torch.Tensor, rest: torch.Tensor, zt: torch.Tensor, zsum: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(lse, nll, sum_j z_j)`` per row from ``(splits, rows)`` partials of the kernels.
+
+    Split ``s`` holds the max ``m_s`` of its logits, ``rest_s`` (its sum of ``exp(z - m_s)``
+    without one maximal term), its part of the target logit (0 unless the target is in it) and
+    of the logit sum. The split holding the overall max contributes its ``rest`` as is, the
+    others ``exp(m_s - M) (1 + rest_s)``, so no step subtracts nearly equal numbers.
+    """
+    top, best = m.max(dim=0)
+    owns_max = torch.arange(m.shape[0], device=m.device)[:, None] == best[None, :]
+    rest_all = torch.where(owns_max, rest, torch.exp(m - top) * (1.0 + rest)).sum(dim=0)
+    log1p_rest = torch.log1p(rest_all)
+    return top + log1p_rest, (top - zt.sum(dim=0)) + log1p_rest, zsum.sum(dim=0)
+
+
+def _triton_path(hidden_size: int) -> str:
+    path = os.environ.get(PATH_ENV_VAR, "auto").strip().lower() or "auto"
+    if path not in ("auto", "recompute", "small_h"):
+        raise ValueError(f"{PATH_ENV_VAR} must be 'auto', 'recompute' or 'small_h', got {path!r}")
+    if path == "small_h" and hidden_size > _small_h.MAX_HIDDEN:
+        raise ValueError(
+            f"{PATH_ENV_VAR}=small_h supports hidden sizes up to {_small_h.MAX_HIDDEN}, "
+            f"got {hidden_size}"
+        )
+    return "recompute" if path == "auto" else path
 
 
 def _backward_mode() -> str:
+    """The backward strategy: ``fused`` only if asked for and results may depend on timing.
+
+    ``fused`` adds into the weight and hidden gradients with atomics, so its results vary in
+    the last bits from run to run; under ``torch.use_deterministic_algorithms(True)`` the
+    deterministic ``chunked`` strategy runs instead.
+    """
     mode = os.environ.get(BACKWARD_ENV_VAR, "chunked").strip().lower() or "chunked"
     if mode not in ("chunked", "fused"):
         raise ValueError(f"{BACKWARD_ENV_VAR} must be 'chunked' or 'fused', got {mode!r}")
+    if mode == "fused" and torch.are_deterministic_algorithms_enabled():
+        return "chunked"
     return mode
 
 
-_ADDMM_OUT_DTYPE: bool | None = None  # does torch.addmm accept out_dtype here? (probed once)
+def _bias_grad_partials(n: int, v0: int, v1: int, cfg: dict, device: torch.device):
+    """``(token blocks, v1 - v0)`` fp32 buffer for the kernel's bias-gradient partials.
+
+    Uninitialised: every entry has exactly one owning program, which writes it (zeros for
+    skipped tiles).
+    """
+    num_m = triton.cdiv(n, cfg["BLOCK_M"])
+    return torch.empty((num_m, v1 - v0), dtype=torch.float32, device=device)
+
+
+# PyTorch >= 2.8 has aten::mm.dtype: cuBLAS's 16-bit-in / fp32-out GEMM. Decided from the
+# operator schema, never from a caught exception (an exception may be out-of-memory).
+_MM_HAS_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
+
+
+def _mm_out_dtype_usable(a: torch.Tensor) -> bool:
+    """True when ``torch.mm(a, b, out_dtype=torch.float32)`` is implemented for ``a``.
+
+    PyTorch implements it for float16/bfloat16 CUDA tensors only (CPU raises
+    NotImplementedError).
+    """
+    return _MM_HAS_OUT_DTYPE and a.is_cuda and a.dtype in (torch.float16, torch.bfloat16)
 
 
 def _addmm_fp32_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     """``acc += a @ b`` with ``acc`` fp32 and 16-bit ``a``/``b``, accumulating in fp32.
 
-    Recent PyTorch exposes cuBLAS's 16-bit-in / fp32-out GEMM as ``addmm(..., out_dtype=)``;
-    elsewhere the product is rounded to the input dtype once before the fp32 add.
+    On CUDA the product comes from cuBLAS's 16-bit-in / fp32-out GEMM; elsewhere (the CPU
+    interpreter, PyTorch without ``mm(out_dtype=)``) the operands are upcast first, which is
+    exact (16-bit products are exact in fp32) at the cost of fp32 copies. Errors, out-of-memory
+    included, propagate: no path silently rounds the product to 16 bits.
     """
-    global _ADDMM_OUT_DTYPE
     if a.dtype == acc.dtype:
         acc.addmm_(a, b)
-        return
-    if _ADDMM_OUT_DTYPE is not False and a.is_cuda:
-        try:
-            torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
-            _ADDMM_OUT_DTYPE = True
-            return
-        except (TypeError, RuntimeError, NotImplementedError):
-            _ADDMM_OUT_DTYPE = False
-    acc.add_(torch.mm(a, b))
+    elif _mm_out_dtype_usable(a):
+        acc.add_(torch.mm(a, b, out_dtype=acc.dtype))
+    else:
+        acc.addmm_(a.to(acc.dtype), b.to(acc.dtype))
 
 
 def _launch_bwd(
@@ -512,6 +621,7 @@ def _launch_bwd(
         v0,
         v1,
         dz.stride(0) if dz is not None else 0,
+        db.stride(0) if db is not None else 0,
         hidden.stride(0),
         hidden.stride(1),
         weight.stride(0),
@@ -533,7 +643,11 @@ def _launch_bwd(
 
 
 def _grads_fused(hidden, weight, bias, targets, lse, g, softcap, need_dh, need_dw, need_db):
-    """Everything in one kernel: the dlogits tile never leaves registers; fp32 atomics."""
+    """Everything in one kernel: the dlogits tile never leaves registers; fp32 atomics.
+
+    The bias gradient is deterministic (fixed-order partial sums); the hidden and weight
+    gradients are not (atomics).
+    """
     n, h = hidden.shape
     v = weight.shape[0]
     f32 = torch.float32
@@ -542,22 +656,27 @@ def _grads_fused(hidden, weight, bias, targets, lse, g, softcap, need_dh, need_d
     db_acc = torch.zeros(v, dtype=f32, device=weight.device) if need_db else None
     cfg = _config(hidden.dtype, backward=True)
     bv = cfg["BLOCK_V"]
-    if weight.dtype == f32:
-        chunk = v  # accumulate straight into the returned fp32 gradient
-    else:
-        chunk = max(bv, (_DW_CHUNK_BYTES // (4 * max(1, h))) // bv * bv)
+    # fp32 weights: accumulate straight into the returned gradient; 16-bit: through an fp32
+    # buffer of at most _DW_CHUNK_BYTES. Either way the bias partials stay under that size.
+    cols = v if weight.dtype == f32 else _DW_CHUNK_BYTES // (4 * max(1, h))
+    if need_db:
+        cols = min(cols, _DW_CHUNK_BYTES // (4 * triton.cdiv(n, cfg["BLOCK_M"])))
+    chunk = max(bv, cols // bv * bv)
     for v0 in range(0, v, chunk):
         v1 = min(v, v0 + chunk)
         if dw_out is None or weight.dtype == f32:
             dw_acc = None if dw_out is None else dw_out[v0:v1]
         else:
             dw_acc = torch.zeros((v1 - v0, h), dtype=f32, device=weight.device)
+        db_part = _bias_grad_partials(n, v0, v1, cfg, hidden.device) if need_db else None
         _launch_bwd(
             hidden, weight, bias, targets, lse, g, softcap, v0, v1,
-            dh_acc, dw_acc, db_acc, None, cfg, _dot_upcast(hidden.dtype),
+            dh_acc, dw_acc, db_part, None, cfg, _dot_upcast(hidden.dtype),
         )  # fmt: skip
         if dw_out is not None and dw_acc is not None and weight.dtype != f32:
             dw_out[v0:v1].copy_(dw_acc)
+        if db_acc is not None and db_part is not None:
+            torch.sum(db_part, dim=0, out=db_acc[v0:v1])
     return dh_acc, dw_out, db_acc
 
 
@@ -582,12 +701,15 @@ def _grads_chunked(hidden, weight, bias, targets, lse, g, softcap, need_dh, need
     chunk = max(bv, (_DZ_CHUNK_BYTES // (elem * max(1, n))) // bv * bv)
     for v0 in range(0, v, chunk):
         v1 = min(v, v0 + chunk)
-        # zeros: tiles of fully ignored rows are skipped by the kernel and must read as 0.
-        dz = torch.zeros((n, v1 - v0), dtype=hidden.dtype, device=dev)
+        # No memset: the kernel writes every element (zeros for skipped tiles).
+        dz = torch.empty((n, v1 - v0), dtype=hidden.dtype, device=dev)
+        db_part = _bias_grad_partials(n, v0, v1, cfg, dev) if need_db else None
         _launch_bwd(
             hidden, weight, bias, targets, lse, g, softcap, v0, v1,
-            None, None, db_acc, dz, cfg, _dot_upcast(hidden.dtype),
+            None, None, db_part, dz, cfg, _dot_upcast(hidden.dtype),
         )  # fmt: skip
+        if db_acc is not None and db_part is not None:
+            torch.sum(db_part, dim=0, out=db_acc[v0:v1])
         if dh_acc is not None:
             _addmm_fp32_(dh_acc, dz, weight[v0:v1])
         if dw_out is not None:
@@ -701,12 +823,17 @@ def _setup_context(ctx, inputs, output):
     ctx.impl = impl
 
 
-def _backward(ctx, g_lse, g_zt, g_zsum):
+def _backward(ctx, g_lse, g_nll, g_zsum):
     hidden, weight, bias, targets, lse = ctx.saved_tensors
     need_dh, need_dw, need_db = ctx.needs_input_grad[:3]
     if not (need_dh or need_dw or need_db):
         return None, None, None, None, None, None
-    g_lse, g_zt, g_zsum = (torch.zeros_like(lse) if g is None else g for g in (g_lse, g_zt, g_zsum))
+    g_lse, g_nll, g_zsum = (
+        torch.zeros_like(lse) if g is None else g for g in (g_lse, g_nll, g_zsum)
+    )
+    # nll = lse - z_target: its gradient reaches the logits through both (the grads kernels
+    # take the upstream gradients of lse, z_target and sum_j z_j).
+    g_lse, g_zt = g_lse + g_nll, -g_nll
     dh, dw, db = _lce_grads_op(
         hidden,
         weight,
@@ -761,8 +888,8 @@ def linear_cross_entropy(
             ``impl="torch"``).
         weight: ``(V, H)`` classifier / unembedding matrix, same dtype as ``hidden``.
         targets: ``hidden.shape[:-1]`` int64 or int32 class ids in ``[0, V)`` or
-            ``ignore_index``. Other ids are not checked (that would need a host sync); their
-            target logit reads as 0.
+            ``ignore_index``; any other id raises ValueError (on CUDA the check reads one flag
+            back to the host; it is skipped while ``torch.compile`` traces).
         bias: optional ``(V,)`` bias, same dtype.
         ignore_index: target value whose rows contribute 0 loss and 0 gradient.
         reduction: ``"mean"`` (over non-ignored rows; 0 if all are ignored), ``"sum"`` or
@@ -803,14 +930,22 @@ def linear_cross_entropy(
     check_targets(targets, hidden.shape[:-1], hidden.device)
     cap = check_options(reduction, label_smoothing, z_loss, softcap)
     backend = resolve_impl(impl, hidden, weight, bias)
+    check_target_ids(targets, v, ignore_index)
 
     token_shape = targets.shape
     h2 = hidden.reshape(-1, h)
     t1 = targets.reshape(-1)
-    lse, zt, zsum = _lce_stats_op(h2, weight, bias, t1, cap, backend)
-    loss = assemble_loss(lse, zt, zsum, t1, v, ignore_index, reduction, label_smoothing, z_loss)
+    if backend == "triton" and _triton_path(h) == "small_h":
+        lse, nll, zsum = _small_h.lce_small_h(h2, weight, bias, t1, cap, label_smoothing > 0.0)
+    else:
+        lse, nll, zsum = _lce_stats_op(h2, weight, bias, t1, cap, backend)
+    loss = assemble_loss(lse, nll, zsum, t1, v, ignore_index, reduction, label_smoothing, z_loss)
     if reduction == "none":
         loss = loss.reshape(token_shape)
     if return_lse:
         return loss, lse.reshape(token_shape)
     return loss
+
+
+# At the end: lce_small_h imports the helpers above from this (by then complete) module.
+from . import lce_small_h as _small_h  # noqa: E402

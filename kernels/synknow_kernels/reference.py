@@ -21,6 +21,7 @@ __all__ = [
     "chunk_rows",
     "lce_grads_torch",
     "lce_stats_torch",
+    "lse_and_nll",
     "softcap_fn",
     "token_eval_torch",
 ]
@@ -62,11 +63,26 @@ def softcap_fn(z: torch.Tensor, softcap: float) -> torch.Tensor:
 
 def _target_logit(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     t = t.long()  # gather/scatter want int64 indices on older PyTorch
-    # Out-of-range targets (ignore_index, or invalid ids, which are not checked because that
-    # would need a host sync) read as 0, matching the kernels, which never match such an id.
+    # Out-of-range targets (ignore_index; invalid ids are refused by the public functions, but
+    # not while torch.compile traces) read as 0, matching the kernels, which never match them.
     in_range = (t >= 0) & (t < z.shape[1])
     zt = z.gather(1, t.clamp(0, z.shape[1] - 1).unsqueeze(1)).squeeze(1)
     return torch.where(in_range, zt, torch.zeros((), dtype=z.dtype, device=z.device))
+
+
+def lse_and_nll(z: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row ``log-sum-exp`` and ``nll = lse - z_target`` without cancellation.
+
+    With ``m`` the row max and ``rest = sum_{j != argmax} exp(z_j - m)``:
+    ``lse = m + log1p(rest)`` and ``nll = (m - z_t) + log1p(rest)``. For a confident prediction
+    (target = argmax, probability near 1) the loss is ``log1p(rest)``, accurate to a few ulps,
+    where ``lse - z_t`` would be 0 or one ulp of ``lse``. The kernels compute the same.
+    """
+    m, arg = z.max(dim=1)
+    e = torch.exp(z - m.unsqueeze(1))
+    e.scatter_(1, arg.unsqueeze(1), 0.0)
+    log1p_rest = torch.log1p(e.sum(dim=1))
+    return m + log1p_rest, (m - _target_logit(z, t)) + log1p_rest
 
 
 def _onehot_add(dz: torch.Tensor, t: torch.Tensor, g: torch.Tensor) -> None:
@@ -93,26 +109,25 @@ def lce_stats_torch(
     targets: torch.Tensor,
     softcap: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row ``(lse, z_target, sum_j z_j)`` of the softcapped logits ``hidden @ weight.T + b``.
+    """Per-row ``(lse, nll, sum_j z_j)`` of the softcapped logits ``hidden @ weight.T + b``.
 
-    ``hidden`` is ``(N, H)``, ``weight`` ``(V, H)``, ``targets`` ``(N,)``; outputs are float32
-    (float64 for float64 inputs).
+    ``nll = lse - z_target`` (see :func:`lse_and_nll`). ``hidden`` is ``(N, H)``, ``weight``
+    ``(V, H)``, ``targets`` ``(N,)``; outputs are float32 (float64 for float64 inputs).
     """
     acc = _acc_dtype(hidden.dtype)
     n, v = hidden.shape[0], weight.shape[0]
     w_acc = weight.to(acc)
     b_acc = None if bias is None else bias.to(acc)
     lse = torch.empty(n, dtype=acc, device=hidden.device)
-    zt = torch.empty_like(lse)
+    nll = torch.empty_like(lse)
     zsum = torch.empty_like(lse)
     step = chunk_rows(v)
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
         z = _linear_logits(hidden[r0:r1], w_acc, b_acc, softcap)
-        lse[r0:r1] = torch.logsumexp(z, dim=1)
-        zt[r0:r1] = _target_logit(z, targets[r0:r1])
+        lse[r0:r1], nll[r0:r1] = lse_and_nll(z, targets[r0:r1])
         zsum[r0:r1] = z.sum(dim=1)
-    return lse, zt, zsum
+    return lse, nll, zsum
 
 
 @torch.no_grad()
@@ -170,20 +185,19 @@ def lce_grads_torch(
 def ce_stats_torch(
     logits: torch.Tensor, targets: torch.Tensor, softcap: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row ``(lse, z_target, sum_j z_j)`` of the (softcapped) ``(N, V)`` logits."""
+    """Per-row ``(lse, nll, sum_j z_j)`` of the (softcapped) ``(N, V)`` logits."""
     acc = _acc_dtype(logits.dtype)
     n, v = logits.shape
     lse = torch.empty(n, dtype=acc, device=logits.device)
-    zt = torch.empty_like(lse)
+    nll = torch.empty_like(lse)
     zsum = torch.empty_like(lse)
     step = chunk_rows(v)
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
         z = softcap_fn(logits[r0:r1].to(acc), softcap)
-        lse[r0:r1] = torch.logsumexp(z, dim=1)
-        zt[r0:r1] = _target_logit(z, targets[r0:r1])
+        lse[r0:r1], nll[r0:r1] = lse_and_nll(z, targets[r0:r1])
         zsum[r0:r1] = z.sum(dim=1)
-    return lse, zt, zsum
+    return lse, nll, zsum
 
 
 @torch.no_grad()

@@ -5,6 +5,14 @@ real compiler rejects (type mismatches across loop iterations, unsupported ops, 
 This script runs the real Triton front end, MLIR passes, LLVM and ptxas for ``sm_90`` on the
 CPU, so compile errors surface without a GPU. Run as a script (it must not see
 ``TRITON_INTERPRET=1``); ``test_compile_sm90.py`` does that in a subprocess.
+
+Every build is also checked: no register spills (ptxas), and no atomics in any kernel except
+the opt-in "fused" backward (results must not depend on timing). With ``--strided`` the
+kernels are built with every stride a runtime argument (as for column-major or sliced inputs)
+and their Triton IR must compute every pointer offset product in int64 (spills are only
+reported there).
+
+    python tests/kernels/_compile_sm90.py [--strided] [NAME_SUBSTRING ...]
 """
 
 from __future__ import annotations
@@ -22,10 +30,14 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _ttir import atomic_ops, narrow_offset_products  # noqa: E402
+
 # The package re-exports functions named like their modules, so import the modules by path.
 ce_mod = importlib.import_module("synknow_kernels.cross_entropy")
 lce_mod = importlib.import_module("synknow_kernels.linear_cross_entropy")
 te_mod = importlib.import_module("synknow_kernels.token_eval")
+sh_mod = importlib.import_module("synknow_kernels.lce_small_h")
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -35,27 +47,42 @@ TARGET = GPUTarget("cuda", 90, 32)
 # 16 carry a divisibility hint. Without this, loads look strided and the compiled code (and its
 # register/shared-memory report) would not match what runs on the GPU.
 _ONE = {"stride_hk", "stride_wk", "stride_b", "stride_t", "stride_xv"}
-_DIV16 = {"N", "V", "H", "stride_hn", "stride_wv", "stride_xn", "v_begin", "v_end", "stride_dz"}
+_DIV16 = {
+    "N", "V", "H", "stride_hn", "stride_wv", "stride_xn", "v_begin", "v_end", "stride_dz",
+    "tokens_per_split",
+}  # fmt: skip
 
 
 def _compile(
-    fn, types: dict[str, str], constexprs: dict[str, object], num_warps: int, num_stages: int
-) -> str:
-    constexprs = {**constexprs, **{n: 1 for n in fn.arg_names if n in _ONE}}
+    fn,
+    types: dict[str, str],
+    constexprs: dict[str, object],
+    num_warps: int,
+    num_stages: int,
+    strided: bool = False,
+):
+    """Build ``fn`` for sm_90; return the compiled kernel.
+
+    ``strided=False`` specialises unit strides and 16-divisible sizes like a launch on
+    contiguous inputs does; ``strided=True`` passes every stride as a runtime int32 argument
+    without hints, which is how Triton launches on small non-unit strides.
+    """
+    if not strided:
+        constexprs = {**constexprs, **{n: 1 for n in fn.arg_names if n in _ONE}}
     signature = {n: "constexpr" if n in constexprs else types.get(n, "i32") for n in fn.arg_names}
+    hinted = {n for n in _DIV16 if not (strided and n.startswith("stride"))}
     attrs = {
         (i,): [["tt.divisibility", 16]]
         for i, n in enumerate(fn.arg_names)
-        if n not in constexprs and (signature[n].startswith("*") or n in _DIV16)
+        if n not in constexprs and (signature[n].startswith("*") or n in hinted)
     }
     src = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
     options = {"num_warps": num_warps, "num_stages": num_stages}
-    k = triton.compile(src, target=TARGET, options=options)
-    return f"smem={k.metadata.shared}B {_ptxas_usage(k.asm['ptx'])}"
+    return triton.compile(src, target=TARGET, options=options)
 
 
-def _ptxas_usage(ptx: str) -> str:
-    """Registers and spills as reported by ``ptxas -v`` (informational only)."""
+def _ptxas_usage(ptx: str) -> tuple[str, int]:
+    """Registers and spills as reported by ``ptxas -v``: (summary, spill-store bytes)."""
     import re
     import subprocess
     import tempfile
@@ -76,7 +103,29 @@ def _ptxas_usage(ptx: str) -> str:
         os.unlink(path)
     regs = re.search(r"Used (\d+) registers", res.stderr)
     spill = re.search(r"(\d+) bytes spill stores", res.stderr)
-    return f"regs={regs.group(1) if regs else '?'} spill_stores={spill.group(1) if spill else '?'}"
+    if regs is None or spill is None:
+        raise RuntimeError(f"could not read ptxas -v output: {res.stderr[-500:]}")
+    return f"regs={regs.group(1)} spill_stores={spill.group(1)}", int(spill.group(1))
+
+
+def _check(name: str, kernel, strided: bool) -> str:
+    """Summary line of one build; raises on spills, atomics or int32 offset products."""
+    usage, spills = _ptxas_usage(kernel.asm["ptx"])
+    problems = []
+    # Spills matter for the contiguous builds that normal training runs; strided inputs are
+    # a correctness case (gathered loads need more registers), reported but not failed.
+    if spills and not strided:
+        problems.append(f"{spills} bytes of register spills")
+    atomics = atomic_ops(kernel.asm["ttir"])
+    if atomics and "fused" not in name:
+        problems.append(f"atomics (results depend on timing): {atomics[0]}")
+    if strided:
+        narrow = narrow_offset_products(kernel.asm["ttir"])
+        if narrow:
+            problems.append(f"int32 product in a pointer offset: {narrow[0]}")
+    if problems:
+        raise RuntimeError(f"{usage}; " + "; ".join(problems))
+    return f"smem={kernel.metadata.shared}B {usage}"
 
 
 def _split(cfg: dict) -> tuple[dict, int, int]:
@@ -85,6 +134,9 @@ def _split(cfg: dict) -> tuple[dict, int, int]:
 
 
 def main() -> int:
+    args = sys.argv[1:]
+    strided = "--strided" in args
+    only = [a for a in args if a != "--strided"]
     # Use the launch configurations the library itself picks on a GPU.
     cases = []
     for torch_dt, dt in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
@@ -97,12 +149,13 @@ def main() -> int:
             "softcap": "fp32",
         }
         stats = {"lse_ptr": "*fp32", "glse_ptr": "*fp32", "gzt_ptr": "*fp32", "gzsum_ptr": "*fp32"}
+        partials = {k: "*fp32" for k in ("m_ptr", "rest_ptr", "zt_ptr", "zsum_ptr")}
         for softcap in (False, True):
             cases.append(
                 (
                     f"lce_fwd {dt} softcap={softcap}",
                     lce_mod._lce_fwd_kernel,
-                    {**ptr, "lse_ptr": "*fp32", "zt_ptr": "*fp32", "zsum_ptr": "*fp32"},
+                    {**ptr, **partials},
                     {
                         "HAS_BIAS": True,
                         "SOFTCAP": softcap,
@@ -123,8 +176,6 @@ def main() -> int:
                             **stats,
                             **{k: "*fp32" for k in ("dh_ptr", "dw_ptr", "db_ptr")},
                             "dz_ptr": f"*{dt}",
-                            "v_begin": "i64",
-                            "v_end": "i64",
                         },
                         {
                             "HAS_BIAS": True,
@@ -155,13 +206,38 @@ def main() -> int:
                 te_mod._te_config(torch_dt),
             )
         )
+        for hidden in (64, 256, 512, 768):
+            sh_consts = {
+                "HAS_BIAS": True,
+                "SOFTCAP": True,
+                "DOT_PRECISION": prec,
+                "DOT_UPCAST": False,
+            }
+            cases.append(
+                (
+                    f"small_h_fwd {dt} H={hidden}",
+                    sh_mod._small_h_fwd_kernel,
+                    {**ptr, **partials, "a_ptr": "*fp32", "bsum_ptr": "*fp32"},
+                    {**sh_consts, "COMPUTE_A": True, "COMPUTE_B": True},
+                    sh_mod._config(hidden, backward=False, dtype=torch_dt),
+                )
+            )
+            cases.append(
+                (
+                    f"small_h_bwd {dt} H={hidden}",
+                    sh_mod._small_h_bwd_kernel,
+                    {**ptr, **stats, "dw_ptr": "*fp32", "db_ptr": "*fp32"},
+                    {**sh_consts, "COMPUTE_DW": True, "COMPUTE_DB": True},
+                    sh_mod._config(hidden, backward=True, dtype=torch_dt),
+                )
+            )
         ce_ptr = {"x_ptr": f"*{dt}", "t_ptr": "*i64", "softcap": "fp32"}
         for vocab in (256000, 4096):
             cases.append(
                 (
                     f"ce_fwd {dt} V={vocab}",
                     ce_mod._ce_fwd_kernel,
-                    {**ce_ptr, "lse_ptr": "*fp32", "zt_ptr": "*fp32", "zsum_ptr": "*fp32"},
+                    {**ce_ptr, **partials},
                     {"SOFTCAP": True},
                     ce_mod._config(vocab),
                 )
@@ -175,7 +251,6 @@ def main() -> int:
                     ce_mod._config(vocab),
                 )
             )
-    only = sys.argv[1:]
     failed = 0
     for name, fn, types, constexprs, cfg in cases:
         if only and not any(o in name for o in only):
@@ -183,7 +258,8 @@ def main() -> int:
         blocks, warps, stages = _split(cfg)
         t0 = time.perf_counter()
         try:
-            info = _compile(fn, types, {**constexprs, **blocks}, warps, stages)
+            kernel = _compile(fn, types, {**constexprs, **blocks}, warps, stages, strided)
+            info = _check(name, kernel, strided)
         except Exception as exc:  # report every failing variant, not just the first
             failed += 1
             print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
