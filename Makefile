@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: help dev build test test-rust test-python lint lint-rust lint-python typecheck stubtest \
-	demo bench wheel clean
+	demo bench wheel gpu-check clean
 
 # Every target carries a `## description`; `make help` lists them from this file.
 help: ## list the targets with what they do
@@ -64,6 +64,9 @@ bench: build ## run the benchmarks (results under benches/results/)
 wheel: $(STAMP) ## build the abi3 wheels into dist/
 	$(VENV)/bin/maturin build --release -o dist
 	$(PY) -m pip wheel --no-deps -w dist ./kernels
+
+gpu-check: ## one GPU check (~10 min on an H100/H200): tests, benchmarks, gpu-small; OUT=folder
+	bash benches/gpu_check.sh $(or $(OUT),gpu-check)
 
 clean: ## remove build outputs and .venv
 	rm -rf target dist $(VENV) python/synknow/_core*.so
