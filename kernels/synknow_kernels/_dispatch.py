@@ -161,14 +161,18 @@ def check_targets(targets: torch.Tensor, expected_shape: torch.Size, device: tor
 def check_target_ids(targets: torch.Tensor, vocab: int, ignore_index: int) -> None:
     """Raise a one-line ValueError naming the first target outside ``[0, vocab)``.
 
-    ``ignore_index`` is allowed anywhere. On CUDA this reads one flag back to the host (a
-    synchronisation); while ``torch.compile`` traces, the check is skipped because a
-    data-dependent branch would break the graph.
+    ``ignore_index`` is allowed anywhere. On CUDA the check is a device-side assertion, as in
+    ``F.cross_entropy``: reading a flag back would synchronise every training step with the
+    host. While ``torch.compile`` traces, the check is skipped because a data-dependent branch
+    would break the graph.
     """
     if targets.numel() == 0 or torch.compiler.is_compiling():
         return
     flat = targets.reshape(-1)
     bad = ((flat < 0) | (flat >= vocab)) & (flat != ignore_index)
+    if flat.is_cuda:
+        torch._assert_async(~bad.any())
+        return
     if bool(bad.any()):
         first = int(bad.nonzero()[0, 0])
         where = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), targets.shape))
