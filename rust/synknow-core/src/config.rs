@@ -156,10 +156,31 @@ pub const MAX_TEMPLATES: u32 = 65_535;
 /// Largest number of attributes: attribute ids are stored as `u16`.
 pub const MAX_ATTRIBUTES: usize = 65_535;
 
+/// Largest vocabulary (special, syntax, name and value tokens together): 2^24 ids. Ids stay exact
+/// in float32 and every token fits `u32`; the display strings of the whole vocabulary (built for
+/// `vocab.json` and `vocab()`, at most ~40 bytes each) stay below 1 GB. Checked before anything
+/// is allocated, so `name_parts = [1000000000]` is an error, not an out-of-memory abort.
+pub const MAX_VOCAB: u64 = 1 << 24;
+/// Largest total of value-prior entries, `sum_a |pool of a|` (one `f64` each, plus an alias table
+/// entry for `zipf`): 2^26, i.e. at most ~1 GB of tables.
+pub const MAX_VALUE_TABLE: u64 = 1 << 26;
+/// Largest number of templates over all attributes, `sum_a T_a`: 2^20.
+pub const MAX_TOTAL_TEMPLATES: u64 = 1 << 20;
+/// Largest number of rendered template tokens over all attributes (`sum_a T_a` times the longest
+/// rendering, name slot expanded to `J` tokens): 2^26.
+pub const MAX_TEMPLATE_TOKENS: u64 = 1 << 26;
+/// Largest `beta`. At 1e300 every document is about a new entity with probability
+/// `1 - 1e-297` already; the bound keeps the code-length engine's weights (`beta` plus counts,
+/// spread over the unused names and summed) finite, which they stop being near `f64::MAX`.
+pub const MAX_BETA: f64 = 1e300;
+/// Valid range of `template_prior`: wide enough for any use (1e-10 makes every `theta_a` one-hot
+/// in effect, 1e10 uniform), narrow enough that `T_a * gamma` and every predictive probability
+/// of the code lengths stay normal floating-point numbers.
+pub const TEMPLATE_PRIOR_RANGE: (f64, f64) = (1e-100, 1e100);
+
 impl Config {
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = serde_json::from_str(text)
-            .map_err(|e| ConfigError::Invalid(format!("configuration JSON: {e}")))?;
+        let cfg: Config = serde_json::from_str(text).map_err(|e| name_the_field(text, e))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -210,6 +231,12 @@ impl Config {
                     "must satisfy beta > -alpha = {}, got {}",
                     -self.alpha, self.beta
                 ),
+            ));
+        }
+        if self.beta > MAX_BETA {
+            return Err(f(
+                "beta",
+                format!("must be <= {MAX_BETA:e}, got {:e}", self.beta),
             ));
         }
         let a = self.n_attributes;
@@ -300,13 +327,14 @@ impl Config {
                 ),
             ));
         }
-        if self.template_prior.is_nan()
-            || self.template_prior <= 0.0
-            || !self.template_prior.is_finite()
-        {
+        let (lo_prior, hi_prior) = TEMPLATE_PRIOR_RANGE;
+        if !(self.template_prior >= lo_prior && self.template_prior <= hi_prior) {
             return Err(f(
                 "template_prior",
-                format!("must be > 0, got {}", self.template_prior),
+                format!(
+                    "must be > 0, within [{lo_prior:e}, {hi_prior:e}], got {}",
+                    self.template_prior
+                ),
             ));
         }
         let m = self.m();
@@ -346,6 +374,7 @@ impl Config {
                 ));
             }
         }
+        self.check_sizes()?;
         if let Some(theta) = &self.theta {
             if theta.len() != a {
                 return Err(f(
@@ -381,6 +410,129 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// The sizes of the vocabulary and of the tables the grammar builds, against the `MAX_*`
+    /// limits, computed from the field values alone (nothing allocated yet). Explicit templates
+    /// add syntax words that are only known once parsed: [`Grammar`](crate::Grammar) checks the
+    /// exact vocabulary again.
+    fn check_sizes(&self) -> Result<(), ConfigError> {
+        let names: u64 = self.name_parts.iter().map(|&l| l as u64).sum();
+        let pools: u64 = self.pool_sizes.iter().map(|&p| p as u64).sum();
+        let procedural = self.templates.is_none() && self.preset == Preset::Procedural;
+        let syntax = if procedural {
+            self.syntax_vocab as u64
+        } else {
+            0
+        };
+        check_vocabulary(syntax, names, pools, "")?;
+        let value_table: u64 = self
+            .attribute_pool
+            .iter()
+            .map(|&p| self.pool_sizes[p] as u64)
+            .sum();
+        if value_table > MAX_VALUE_TABLE {
+            return Err(ConfigError::field(
+                "pool_sizes",
+                format!(
+                    "the value priors of the {} attributes would hold {value_table} entries (sum \
+                     over attributes of the size of their pool), more than the limit of \
+                     {MAX_VALUE_TABLE}",
+                    self.n_attributes
+                ),
+            ));
+        }
+        let total_templates: u64 = (0..self.n_attributes)
+            .map(|a| self.n_templates(a) as u64)
+            .sum();
+        let longest_words = match &self.templates {
+            Some(t) => t
+                .iter()
+                .flatten()
+                .map(|text| text.split_whitespace().count() as u64)
+                .max()
+                .unwrap_or(0),
+            None => self.template_length[1] as u64 + 3,
+        };
+        let field = if self.templates.is_some() {
+            "templates"
+        } else {
+            "templates_per_attribute"
+        };
+        if total_templates > MAX_TOTAL_TEMPLATES {
+            return Err(ConfigError::field(
+                field,
+                format!(
+                    "{total_templates} templates over all attributes exceed the limit of \
+                     {MAX_TOTAL_TEMPLATES}"
+                ),
+            ));
+        }
+        // Each template renders its words, with the name slot expanded to J tokens.
+        let rendered = total_templates * (longest_words + self.name_parts.len() as u64);
+        if rendered > MAX_TEMPLATE_TOKENS {
+            return Err(ConfigError::field(
+                field,
+                format!(
+                    "{total_templates} templates of up to {longest_words} words and {} name \
+                     parts would render {rendered} tokens, more than the limit of \
+                     {MAX_TEMPLATE_TOKENS}",
+                    self.name_parts.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a vocabulary of `syntax` syntax words, `names` name tokens and `pools` value
+/// tokens (plus the 3 special tokens) stays within [`MAX_VOCAB`]; the error names the field that
+/// contributes most. `extra` is appended to the message (where the syntax words came from).
+pub(crate) fn check_vocabulary(
+    syntax: u64,
+    names: u64,
+    pools: u64,
+    extra: &str,
+) -> Result<(), ConfigError> {
+    let total = 3 + syntax + names + pools;
+    if total <= MAX_VOCAB {
+        return Ok(());
+    }
+    let field = if syntax >= names && syntax >= pools {
+        "syntax_vocab"
+    } else if names >= pools {
+        "name_parts"
+    } else {
+        "pool_sizes"
+    };
+    Err(ConfigError::field(
+        field,
+        format!(
+            "vocabulary overflow: {total} tokens (3 special + {syntax} syntax{extra} + {names} \
+             from name_parts + {pools} from pool_sizes) exceeds the limit of {MAX_VOCAB}"
+        ),
+    ))
+}
+
+/// Turns a serde error on configuration JSON into one that names the offending field.
+///
+/// serde's derived messages ("invalid length 1, expected an array of length 2") do not say
+/// which field they are about. When the text is a JSON object, each field is deserialised on its
+/// own (the others left at their defaults): the first one that fails is the culprit.
+fn name_the_field(text: &str, error: serde_json::Error) -> ConfigError {
+    let whole = || ConfigError::Invalid(format!("configuration JSON: {error}"));
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(text)
+    else {
+        return whole();
+    };
+    for (key, value) in fields {
+        let alone = serde_json::Value::Object([(key.clone(), value.clone())].into_iter().collect());
+        if let Err(e) = serde_json::from_value::<Config>(alone) {
+            return ConfigError::field(&key, format!("{e}, got {value}"));
+        }
+    }
+    whole()
 }
 
 #[cfg(test)]
@@ -423,6 +575,7 @@ mod tests {
             ("attribute_pool", Box::new(|c| c.attribute_pool[0] = 9)),
             ("attrs_per_doc", Box::new(|c| c.attrs_per_doc = Some(7))),
             ("template_prior", Box::new(|c| c.template_prior = 0.0)),
+            ("beta", Box::new(|c| c.beta = 1e308)),
             ("name_parts", Box::new(|c| c.name_parts = vec![])),
             (
                 "templates_per_attribute",
@@ -446,6 +599,109 @@ mod tests {
         };
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("must be > 0 when alpha == 0"), "{err}");
+    }
+
+    #[test]
+    fn serde_errors_name_the_field() {
+        for (text, field) in [
+            (r#"{"template_length": [1]}"#, "template_length"),
+            (r#"{"syntax_vocab": 4294967296}"#, "syntax_vocab"),
+            (
+                r#"{"attrs_per_doc": 18446744073709551616}"#,
+                "attrs_per_doc",
+            ),
+            (r#"{"alpha": 0.5, "name_parts": "many"}"#, "name_parts"),
+            (
+                r#"{"templates_per_attribute": [1, -2]}"#,
+                "templates_per_attribute",
+            ),
+        ] {
+            let err = Config::from_json(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("'{field}'")), "{text}: {err}");
+        }
+        let err = Config::from_json("{not json").unwrap_err().to_string();
+        assert!(err.contains("configuration JSON"), "{err}");
+    }
+
+    #[test]
+    fn template_prior_outside_its_range_is_named() {
+        for bad in [1e-101, 1e101, 1e308, f64::MIN_POSITIVE] {
+            let c = Config {
+                template_prior: bad,
+                ..Config::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("'template_prior'") && err.contains("1e-100"),
+                "{err}"
+            );
+        }
+        for good in [1e-100, 1e-10, 1e10, 1e100] {
+            let c = Config {
+                template_prior: good,
+                ..Config::default()
+            };
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn oversized_vocabularies_and_tables_fail_before_allocating() {
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "name_parts",
+                Box::new(|c| c.name_parts = vec![1_000_000_000]),
+            ),
+            ("pool_sizes", Box::new(|c| c.pool_sizes[0] = 1 << 25)),
+            (
+                "syntax_vocab",
+                Box::new(|c| {
+                    c.preset = Preset::Procedural;
+                    c.syntax_vocab = u32::MAX
+                }),
+            ),
+            (
+                "pool_sizes",
+                Box::new(|c| {
+                    c.n_attributes = 60_000;
+                    c.attribute_pool = vec![0; 60_000];
+                    c.pool_sizes = vec![2000];
+                    c.templates_per_attribute = PerAttribute::All(1);
+                }),
+            ),
+            (
+                "templates_per_attribute",
+                Box::new(|c| {
+                    c.preset = Preset::Procedural;
+                    c.n_attributes = 1000;
+                    c.attribute_pool = vec![0; 1000];
+                    c.templates_per_attribute = PerAttribute::All(60_000);
+                }),
+            ),
+            (
+                "templates_per_attribute",
+                Box::new(|c| {
+                    c.preset = Preset::Procedural;
+                    c.n_attributes = 100;
+                    c.attribute_pool = vec![0; 100];
+                    c.templates_per_attribute = PerAttribute::All(10_000);
+                    c.template_length = [1000, 1000];
+                }),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let mut c = Config::default();
+            mutate(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("'{field}'")), "{field}: {err}");
+        }
+        let c = Config {
+            name_parts: vec![1_000_000_000],
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("vocabulary overflow"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Config, Preset, ValuePrior, BIOS_ATTRIBUTE_NAMES};
+use crate::config::{check_vocabulary, Config, Preset, ValuePrior, BIOS_ATTRIBUTE_NAMES};
 use crate::error::ConfigError;
 use crate::rng::{stream, AliasTable, Rng};
 
@@ -16,8 +16,6 @@ pub const EOS: u32 = 2;
 /// The sentence terminator "."; the first syntax word.
 pub const END: u32 = 3;
 const SYNTAX_START: u32 = 3;
-/// Vocabulary ids must stay below this so that every id and offset fits comfortably in u32.
-const MAX_VOCAB: u64 = 1 << 31;
 
 /// Token roles (SPEC 3.5), stored as one byte per token.
 #[repr(u8)]
@@ -523,14 +521,13 @@ impl Grammar {
             pool_start.push(next);
             next += p as u64;
         }
-        if next > MAX_VOCAB {
-            return Err(ConfigError::field(
-                "name_parts",
-                format!(
-                    "vocabulary overflow: {next} tokens (syntax + name_parts + pool_sizes) exceeds the limit of {MAX_VOCAB}"
-                ),
-            ));
-        }
+        // Config::validate checked the procedural case; explicit templates bring their words.
+        check_vocabulary(
+            n_syntax,
+            config.name_parts.iter().map(|&l| l as u64).sum(),
+            config.pool_sizes.iter().map(|&p| p as u64).sum(),
+            " words of the templates",
+        )?;
         let layout = Layout {
             n_syntax: n_syntax as u32,
             name_start: name_start.iter().map(|&x| x as u32).collect(),

@@ -6,6 +6,7 @@
 //! - [`corpus_io`]: the on-disk corpus format, atomic writes and streaming generation (SPEC 3.5);
 //! - [`theory`]: closed-form PYCRP quantities (SPEC 4.5).
 
+mod alloc;
 pub mod codelength;
 pub mod config;
 pub mod corpus_io;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod grammar;
 pub mod rng;
 pub mod sampler;
+mod special;
 pub mod theory;
 
 pub use config::Config;

@@ -207,6 +207,14 @@ impl Rng {
 
     /// Gamma(shape, 1) by Marsaglia–Tsang; shapes below 1 use the `U^(1/shape)` boost.
     pub fn gamma(&mut self, shape: f64) -> f64 {
+        self.gamma_with_log(shape).0
+    }
+
+    /// A Gamma(shape, 1) variate and its natural logarithm, from the same draws. The value
+    /// underflows to 0 for tiny shapes (the boost `U^(1/shape)` of shape 1e-10 is below 1e-300
+    /// almost surely); the logarithm stays finite for every shape above `1/f64::MAX`, which is
+    /// what lets [`Rng::dirichlet_symmetric`] normalise in log space.
+    pub fn gamma_with_log(&mut self, shape: f64) -> (f64, f64) {
         if shape < 1.0 {
             let u = loop {
                 let u = self.uniform();
@@ -214,34 +222,53 @@ impl Rng {
                     break u;
                 }
             };
-            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+            let (base, log_base) = self.gamma_at_least_one(shape + 1.0);
+            return (base * u.powf(1.0 / shape), log_base + u.ln() / shape);
         }
+        self.gamma_at_least_one(shape)
+    }
+
+    /// Marsaglia–Tsang for `shape >= 1`: `(d v, ln d + ln v)`. For shapes so large that
+    /// `9 d` overflows, `c` is 0, `v` is 1 and the first proposal is accepted: the variate is `d`,
+    /// which is right to within its relative spread `1/sqrt(shape)`, far below an ulp there.
+    fn gamma_at_least_one(&mut self, shape: f64) -> (f64, f64) {
         let d = shape - 1.0 / 3.0;
         let c = 1.0 / (9.0 * d).sqrt();
         loop {
             let x = self.normal();
-            let v = 1.0 + c * x;
-            if v <= 0.0 {
+            let cube_root = 1.0 + c * x;
+            if cube_root <= 0.0 {
                 continue;
             }
-            let v = v * v * v;
+            let v = cube_root * cube_root * cube_root;
             let u = self.uniform();
             if u < 1.0 - 0.0331 * x * x * x * x || u.ln() < 0.5 * x * x + d * (1.0 - v + v.ln()) {
-                return d * v;
+                return (d * v, d.ln() + 3.0 * cube_root.ln());
             }
         }
     }
 
-    /// A draw from `Dirichlet(concentration * 1_k)`.
+    /// A draw from `Dirichlet(concentration * 1_k)`, for any finite `concentration > 0`.
+    ///
+    /// The gamma variates are normalised by their sum when that sum is a positive finite number
+    /// (every concentration from 1e-2 to 1e300, almost surely); otherwise (all variates underflow
+    /// to 0 for tiny concentrations, or the sum overflows for huge ones) by the log-sum-exp of
+    /// their logarithms, from the same draws. Never redraws, so it cannot loop.
     pub fn dirichlet_symmetric(&mut self, k: usize, concentration: f64) -> Vec<f64> {
-        loop {
-            let g: Vec<f64> = (0..k).map(|_| self.gamma(concentration)).collect();
-            let s: f64 = g.iter().sum();
-            // With tiny concentrations every gamma can underflow to 0; redraw (probability ~0).
-            if s > 0.0 && s.is_finite() {
-                return g.into_iter().map(|x| x / s).collect();
-            }
+        let draws: Vec<(f64, f64)> = (0..k).map(|_| self.gamma_with_log(concentration)).collect();
+        let s: f64 = draws.iter().map(|d| d.0).sum();
+        if s > 0.0 && s.is_finite() {
+            return draws.into_iter().map(|(x, _)| x / s).collect();
         }
+        let top = draws.iter().map(|d| d.1).fold(f64::NEG_INFINITY, f64::max);
+        if !top.is_finite() {
+            // Only for concentrations outside the validated range (logs all -inf or NaN): the
+            // draws carry no information, so every template is equally likely.
+            return vec![1.0 / k as f64; k];
+        }
+        let weights: Vec<f64> = draws.iter().map(|d| (d.1 - top).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        weights.into_iter().map(|w| w / total).collect()
     }
 
     /// In-place Fisher–Yates shuffle.
@@ -427,6 +454,57 @@ mod tests {
                 "{shape}: {mean}"
             );
             assert!((var - shape).abs() < 0.05 * shape, "{shape}: {var}");
+        }
+    }
+
+    #[test]
+    fn dirichlet_is_a_distribution_at_every_concentration() {
+        // 1e-10: every gamma variate underflows to 0; 1e308: the sum overflows. Both used to
+        // redraw forever. f64::MIN_POSITIVE and f64::MAX are past any validated range.
+        for &c in &[
+            f64::MIN_POSITIVE,
+            1e-300,
+            1e-100,
+            1e-10,
+            0.01,
+            1.0,
+            1e100,
+            1e300,
+            1e308,
+            f64::MAX,
+        ] {
+            for seed in 0..20 {
+                let p = Rng::keyed(seed, 1, 0).dirichlet_symmetric(16, c);
+                let s: f64 = p.iter().sum();
+                assert!(
+                    p.iter().all(|&x| (0.0..=1.0).contains(&x)) && (s - 1.0).abs() < 1e-12,
+                    "{c}: {p:?}"
+                );
+            }
+        }
+        // Tiny concentrations put (almost) all mass on one template, huge ones spread it evenly.
+        let tiny = Rng::keyed(3, 1, 0).dirichlet_symmetric(16, 1e-10);
+        assert!(
+            tiny.iter().cloned().fold(0.0, f64::max) > 0.999_999,
+            "{tiny:?}"
+        );
+        let huge = Rng::keyed(3, 1, 0).dirichlet_symmetric(16, 1e300);
+        assert!(
+            huge.iter().all(|&x| (x - 1.0 / 16.0).abs() < 1e-12),
+            "{huge:?}"
+        );
+    }
+
+    #[test]
+    fn gamma_log_matches_value() {
+        let mut a = Rng::keyed(8, 0, 0);
+        let mut b = Rng::keyed(8, 0, 0);
+        for &shape in &[0.2, 0.9, 1.0, 3.5, 1e6] {
+            for _ in 0..1000 {
+                let (x, lx) = a.gamma_with_log(shape);
+                assert_eq!(x, b.gamma(shape));
+                assert!((x.ln() - lx).abs() < 1e-12 * lx.abs().max(1.0), "{shape}");
+            }
         }
     }
 

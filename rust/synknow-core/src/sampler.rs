@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::alloc;
 use crate::config::{AttributeOrder, Config};
 use crate::error::{ConfigError, CorpusError};
 use crate::grammar::{Grammar, BOS, EOS};
@@ -648,13 +649,16 @@ pub fn expected_entities_fast(n: f64, alpha: f64, beta: f64) -> f64 {
     (beta * l.exp_m1() + alpha * l.exp()) / alpha
 }
 
-/// An empty vector with room for `n` elements, or an error naming what could not be allocated
-/// (instead of the allocator aborting the process).
+/// What to do when a batch does not fit in memory.
+const TOO_LARGE_HINT: &str = "; sample fewer documents at once, or stream them to disk with \
+     generate() (bounded memory)";
+
 fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>, CorpusError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| too_large(n.saturating_mul(std::mem::size_of::<T>()), what))?;
-    Ok(v)
+    alloc::try_with_capacity(n, what, TOO_LARGE_HINT)
+}
+
+fn too_large(bytes: usize, what: &str) -> CorpusError {
+    alloc::too_large(bytes, what, TOO_LARGE_HINT)
 }
 
 /// Asks the kernel to back a large, not yet touched output buffer with 2 MB pages: filling it
@@ -684,14 +688,6 @@ fn advise_huge_pages<T>(v: &Vec<T>) {
 
 #[cfg(not(target_os = "linux"))]
 fn advise_huge_pages<T>(_v: &Vec<T>) {}
-
-fn too_large(bytes: usize, what: &str) -> CorpusError {
-    CorpusError::Argument(format!(
-        "cannot allocate {:.1} GB for {what}; sample fewer documents at once, or stream them to \
-         disk with generate() (bounded memory)",
-        bytes as f64 / 1e9
-    ))
-}
 
 fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
     let t = Instant::now();
@@ -861,13 +857,13 @@ impl Sampler {
         self.times
     }
 
-    /// Runs `f` on a pool of `threads` threads (None or 0: rayon's global pool, all cores).
+    /// Runs `f` on a pool of `threads` threads (None: rayon's global pool, all cores).
     fn with_pool<R: Send>(
         pool: &mut Option<(usize, rayon::ThreadPool)>,
         threads: Option<usize>,
         f: impl FnOnce() -> R + Send,
     ) -> Result<R, CorpusError> {
-        match threads.filter(|&t| t > 0) {
+        match threads {
             None => Ok(f()),
             Some(t) => {
                 if pool.as_ref().map(|(n, _)| *n) != Some(t) {
@@ -1089,15 +1085,22 @@ impl Sampler {
 /// that many OS threads).
 pub const MAX_THREADS: usize = 1024;
 
-/// A rayon pool with the requested number of threads (None or 0: all cores).
+/// Checks a thread count: `None` means all cores, `Some(t)` needs `1 <= t <= MAX_THREADS`.
+/// Every entry point that takes `threads` (sampling, streaming, code lengths, learning curves)
+/// goes through this, so they accept and reject the same values.
+pub fn check_threads(threads: Option<usize>) -> Result<Option<usize>, CorpusError> {
+    match threads {
+        Some(t) if t == 0 || t > MAX_THREADS => Err(CorpusError::Argument(format!(
+            "threads must be in 1..={MAX_THREADS} (or None for all cores), got {t}"
+        ))),
+        _ => Ok(threads),
+    }
+}
+
+/// A rayon pool with the requested number of threads (None: all cores).
 pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, CorpusError> {
     let mut b = rayon::ThreadPoolBuilder::new();
-    if let Some(t) = threads.filter(|&t| t > 0) {
-        if t > MAX_THREADS {
-            return Err(CorpusError::Argument(format!(
-                "threads must be in 1..={MAX_THREADS}, got {t}"
-            )));
-        }
+    if let Some(t) = check_threads(threads)? {
         b = b.num_threads(t);
     }
     b.build()

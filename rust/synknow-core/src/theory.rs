@@ -4,6 +4,8 @@
 
 use libm::lgamma;
 
+use crate::special::{ln_gamma_ratio, ln_rising};
+
 /// `E[K_n]`, the expected number of distinct entities among `n` documents (SPEC 4.5), exact.
 ///
 /// For `alpha > 0`: `[(beta+alpha) (beta+alpha+1)_{n-1} / (beta+1)_{n-1} - beta] / alpha`,
@@ -23,32 +25,20 @@ pub fn expected_entities(n: f64, alpha: f64, beta: f64) -> f64 {
     }
     // L = ln[(beta+alpha+1)_{n-1} / (beta+1)_{n-1}] = sum_{i=1}^{n-1} log1p(alpha / (beta + i)),
     // summed exactly for the first EXACT_TERMS terms; the rest is a difference of
-    // ln Gamma(x + alpha) - ln Gamma(x) at x >= 1e6 from Stirling's series, which (unlike raw
-    // lgamma differences of order 1e7) keeps the result accurate to ~1e-15 relative.
+    // ln Gamma(x + alpha) - ln Gamma(x) from `ln_gamma_ratio`, which (unlike raw lgamma
+    // differences of order 1e7) keeps the result accurate to ~1e-15 relative.
     let head_terms = n.min(EXACT_TERMS) as u64;
     let mut l = (1..head_terms)
         .map(|i| (alpha / (beta + i as f64)).ln_1p())
         .sum::<f64>();
     if n > EXACT_TERMS {
-        l += ln_gamma_shift(beta + n, alpha) - ln_gamma_shift(beta + EXACT_TERMS, alpha);
+        l += ln_gamma_ratio(beta + n, alpha) - ln_gamma_ratio(beta + EXACT_TERMS, alpha);
     }
     (beta * l.exp_m1() + alpha * l.exp()) / alpha
 }
 
-/// Terms summed exactly before switching to Stirling's series (see [`ln_gamma_shift`]).
+/// Terms summed exactly before switching to [`ln_gamma_ratio`].
 const EXACT_TERMS: f64 = 1e6;
-
-/// `ln Gamma(x + a) - ln Gamma(x)` for large `x` (here `x >= 1e6`, `|a| < 2`) from Stirling's
-/// series, written so that nothing of order `x` is ever subtracted:
-/// `(x + a - 1/2) log1p(a/x) - a + a ln x + [1/(12(x+a)) - 1/(12x)] - [1/(360(x+a)^3) - 1/(360x^3)]`.
-/// The next term is `O(x^-5)`, below 1e-30 at `x = 1e6`.
-fn ln_gamma_shift(x: f64, a: f64) -> f64 {
-    let y = x + a;
-    let smooth = (x + a - 0.5) * (a / x).ln_1p() - a;
-    let c1 = (x - y) / (12.0 * x * y);
-    let c3 = (1.0 / (y * y * y) - 1.0 / (x * x * x)) / 360.0;
-    smooth + a * x.ln() + c1 - c3
-}
 
 /// Leading-order `E[K_n]` (Heaps' law): `Gamma(beta+1) / (alpha Gamma(beta+alpha)) n^alpha` for
 /// `alpha > 0`; `beta (ln n - psi(beta))` for `alpha = 0` (the expansion of
@@ -60,7 +50,7 @@ pub fn expected_entities_asymptotic(n: f64, alpha: f64, beta: f64) -> f64 {
     if alpha == 0.0 {
         return beta * (n.ln() - digamma(beta));
     }
-    (lgamma(beta + 1.0) - lgamma(beta + alpha)).exp() / alpha * n.powf(alpha)
+    ln_gamma_ratio(beta + alpha, 1.0 - alpha).exp() / alpha * n.powf(alpha)
 }
 
 /// `E[P_new(n)] = (beta+alpha)_n / (beta+1)_n`: the probability that document `n` (0-based,
@@ -75,15 +65,15 @@ pub fn expected_new_probability(n: f64, alpha: f64, beta: f64) -> f64 {
         .map(|i| ((alpha - 1.0) / (beta + 1.0 + i as f64)).ln_1p())
         .sum::<f64>();
     if n > EXACT_TERMS {
-        log += ln_gamma_shift(beta + 1.0 + n, alpha - 1.0)
-            - ln_gamma_shift(beta + 1.0 + EXACT_TERMS, alpha - 1.0);
+        log += ln_gamma_ratio(beta + 1.0 + n, alpha - 1.0)
+            - ln_gamma_ratio(beta + 1.0 + EXACT_TERMS, alpha - 1.0);
     }
     log.exp()
 }
 
 /// Leading-order `E[P_new(n)] ~ Gamma(beta+1)/Gamma(beta+alpha) n^(alpha-1)`.
 pub fn expected_new_probability_asymptotic(n: f64, alpha: f64, beta: f64) -> f64 {
-    (lgamma(beta + 1.0) - lgamma(beta + alpha)).exp() * n.powf(alpha - 1.0)
+    ln_gamma_ratio(beta + alpha, 1.0 - alpha).exp() * n.powf(alpha - 1.0)
 }
 
 /// Expected number of entities with exactly `c` documents among `n` (Pitman 2006, eq. 3.13):
@@ -94,11 +84,11 @@ pub fn expected_counts_of_counts(n: u64, c: u64, alpha: f64, beta: f64) -> f64 {
         return 0.0;
     }
     let (nf, cf) = (n as f64, c as f64);
-    let log_binomial = lgamma(nf + 1.0) - lgamma(cf + 1.0) - lgamma(nf - cf + 1.0);
-    let log_value = log_binomial
-        + (lgamma(cf - alpha) - lgamma(1.0 - alpha))
-        + (lgamma(beta + alpha + nf - cf) - lgamma(beta + alpha))
-        - (lgamma(beta + nf) - lgamma(beta + 1.0));
+    // C(n, c) = (n - c + 1)_c / c!, without the cancelling lgamma(n + 1) - lgamma(n - c + 1).
+    let log_binomial = ln_rising(nf - cf + 1.0, c) - lgamma(cf + 1.0);
+    let log_value =
+        log_binomial + ln_gamma_ratio(1.0 - alpha, cf - 1.0) + ln_rising(beta + alpha, n - c)
+            - ln_rising(beta + 1.0, n - 1);
     log_value.exp()
 }
 

@@ -13,7 +13,7 @@ use synknow_core::codelength::{self as cl, Model, N_ROLES};
 use synknow_core::sampler::TokenWord;
 use synknow_core::{theory, Config, CorpusError};
 
-use crate::{config_err, to_py};
+use crate::{args, config_err, to_py};
 
 pub(crate) fn model(py: Python<'_>, config_json: &str) -> PyResult<Model> {
     let c = Config::from_json(config_json).map_err(config_err)?;
@@ -130,7 +130,7 @@ fn code_lengths<'py>(
     tokens: &Bound<'py, PyAny>,
     doc_offsets: &Bound<'py, PyAny>,
     keep_per_token: bool,
-    threads: Option<usize>,
+    #[pyo3(from_py_with = args::threads)] threads: Option<usize>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let model = model(py, config_json)?;
@@ -223,7 +223,7 @@ fn closed_form_per_doc<'py>(
     sentence_template: &Bound<'py, PyAny>,
     entity_names: &Bound<'py, PyAny>,
     entity_values: &Bound<'py, PyAny>,
-    n_docs: usize,
+    #[pyo3(from_py_with = args::doc_prefix)] n_docs: usize,
 ) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
     let model = model(py, config_json)?;
     let arrays = LatentArrays::new(
@@ -251,7 +251,7 @@ fn closed_form_total<'py>(
     sentence_template: &Bound<'py, PyAny>,
     entity_names: &Bound<'py, PyAny>,
     entity_values: &Bound<'py, PyAny>,
-    n_docs: usize,
+    #[pyo3(from_py_with = args::doc_prefix)] n_docs: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let model = model(py, config_json)?;
     let arrays = LatentArrays::new(
@@ -284,10 +284,10 @@ fn bayes_curve<'py>(
     config_json: &str,
     tokens: &Bound<'py, PyAny>,
     doc_offsets: &Bound<'py, PyAny>,
-    n_train: usize,
-    n_test: usize,
-    checkpoints: Vec<u64>,
-    threads: Option<usize>,
+    #[pyo3(from_py_with = args::n_train)] n_train: usize,
+    #[pyo3(from_py_with = args::n_test)] n_test: usize,
+    #[pyo3(from_py_with = args::checkpoints)] checkpoints: Vec<u64>,
+    #[pyo3(from_py_with = args::threads)] threads: Option<usize>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let model = model(py, config_json)?;
@@ -341,7 +341,7 @@ fn structure_function<'py>(
     sentence_template: &Bound<'py, PyAny>,
     entity_names: &Bound<'py, PyAny>,
     entity_values: &Bound<'py, PyAny>,
-    n_docs: usize,
+    #[pyo3(from_py_with = args::doc_prefix)] n_docs: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let model = model(py, config_json)?;
     let arrays = LatentArrays::new(
@@ -409,7 +409,12 @@ fn expected_new_probability_asymptotic(n: f64, alpha: f64, beta: f64) -> f64 {
 
 /// Expected number of entities with exactly `c` documents among `n`.
 #[pyfunction]
-fn expected_counts_of_counts(n: u64, c: u64, alpha: f64, beta: f64) -> f64 {
+fn expected_counts_of_counts(
+    #[pyo3(from_py_with = args::n)] n: u64,
+    #[pyo3(from_py_with = args::c)] c: u64,
+    alpha: f64,
+    beta: f64,
+) -> f64 {
     theory::expected_counts_of_counts(n, c, alpha, beta)
 }
 

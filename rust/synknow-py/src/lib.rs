@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use synknow_core::{ConfigError, CorpusError};
 
+mod args;
 mod capacity;
 mod codelength;
 mod sampling;

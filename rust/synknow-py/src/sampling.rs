@@ -11,7 +11,7 @@ use synknow_core::grammar::Slot;
 use synknow_core::sampler::Tokens;
 use synknow_core::{theory, Config, Grammar};
 
-use crate::{config_err, to_py};
+use crate::{args, config_err, to_py};
 
 fn parse_config(config_json: &str) -> PyResult<Config> {
     Config::from_json(config_json).map_err(config_err)
@@ -99,8 +99,8 @@ fn theta(config_json: &str) -> PyResult<Vec<Vec<f64>>> {
 fn sample<'py>(
     py: Python<'py>,
     config_json: &str,
-    n_docs: u64,
-    threads: Option<usize>,
+    #[pyo3(from_py_with = args::n_docs)] n_docs: u64,
+    #[pyo3(from_py_with = args::threads)] threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let c = parse_config(config_json)?;
     let corpus = py
@@ -172,10 +172,10 @@ fn save_arrays(
 fn generate_to_dir(
     py: Python<'_>,
     config_json: &str,
-    n_docs: u64,
+    #[pyo3(from_py_with = args::n_docs)] n_docs: u64,
     path: PathBuf,
-    shard_docs: u64,
-    threads: Option<usize>,
+    #[pyo3(from_py_with = args::shard_docs)] shard_docs: u64,
+    #[pyo3(from_py_with = args::threads)] threads: Option<usize>,
     overwrite: bool,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(u64, u64, u64)> {

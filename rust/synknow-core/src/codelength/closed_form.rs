@@ -7,6 +7,7 @@
 use libm::lgamma;
 
 use crate::error::CorpusError;
+use crate::special::ln_rising;
 
 use super::state::Model;
 use super::{Neumaier, LN_2};
@@ -37,6 +38,10 @@ impl Latents<'_> {
         let bad = |m: String| CorpusError::Argument(m);
         let (m, a_count, j_count) = (model.m, model.n_attributes, model.n_name_parts);
         let n = self.doc_entity.len();
+        // Array lengths are bounded by memory, so these products fit; checked all the same.
+        let records = n
+            .checked_mul(m)
+            .ok_or_else(|| bad(format!("{n} documents x m = {m} sentences overflow")))?;
         if n_docs > n {
             return Err(bad(format!(
                 "n_docs={n_docs} exceeds the {n} documents of the corpus"
@@ -46,11 +51,10 @@ impl Latents<'_> {
             ("sentence_attribute", self.sentence_attribute),
             ("sentence_template", self.sentence_template),
         ] {
-            if arr.len() != n * m {
+            if arr.len() != records {
                 return Err(bad(format!(
-                    "{name} has {} entries, expected N x m = {n} x {m} = {}",
+                    "{name} has {} entries, expected N x m = {n} x {m} = {records}",
                     arr.len(),
-                    n * m
                 )));
             }
         }
@@ -61,7 +65,7 @@ impl Latents<'_> {
             )));
         }
         let k_count = self.entity_names.len() / j_count;
-        if self.entity_values.len() != k_count * a_count {
+        if k_count.checked_mul(a_count) != Some(self.entity_values.len()) {
             return Err(bad(format!(
                 "entity_values has {} entries, expected K x A = {k_count} x {a_count}",
                 self.entity_values.len()
@@ -260,15 +264,18 @@ pub fn closed_form_from_counts(
     }
     let (alpha, beta, gamma) = (model.alpha, model.beta, model.gamma);
     let k_count = entity_counts.len() as u64;
-    // log EPPF = sum_{j=1}^{K-1} log(beta + j alpha) - [lgamma(beta+N) - lgamma(beta+1)]
-    //          + sum_k [lgamma(c_k - alpha) - lgamma(1 - alpha)]
-    // Every lgamma argument is positive (beta > -alpha > -1, c_k >= 1 > alpha), so no sign of
-    // Gamma needs carrying.
+    // log EPPF = sum_{j=1}^{K-1} log(beta + j alpha) - ln (beta+1)_{N-1}
+    //          + sum_k ln (1 - alpha)_{c_k - 1}
+    // Every argument is positive (beta > -alpha > -1, c_k >= 1 > alpha), so no sign of Gamma
+    // needs carrying. The rising factorial of `beta + 1` comes from `ln_rising`: a difference of
+    // two lgamma values cancels to nothing once beta is large (at beta = 1e20 the rounding error
+    // of one lgamma exceeds the whole code length). The entity terms have arguments below
+    // `1 - alpha <= 1` and `c_k`, where lgamma is accurate, and there are K of them: plain lgamma.
     let mut eppf = Neumaier::default();
     for j in 1..k_count {
         eppf.add((beta + j as f64 * alpha).ln());
     }
-    eppf.add(-(lgamma(beta + n_docs as f64) - lgamma(beta + 1.0)));
+    eppf.add(-ln_rising(beta + 1.0, n_docs - 1));
     let lg_one = lgamma(1.0 - alpha);
     for &c in entity_counts {
         eppf.add(lgamma(c as f64 - alpha) - lg_one);
@@ -286,11 +293,10 @@ pub fn closed_form_from_counts(
         let hi = model.template_offset[a + 1] as usize;
         let tg = model.n_templates[a] as f64 * gamma;
         let n_a: u64 = template_counts[lo..hi].iter().sum();
-        dm.add(lgamma(tg) - lgamma(n_a as f64 + tg));
-        let lg_gamma = lgamma(gamma);
+        dm.add(-ln_rising(tg, n_a));
         for &c in &template_counts[lo..hi] {
             if c > 0 {
-                dm.add(lgamma(c as f64 + gamma) - lg_gamma);
+                dm.add(ln_rising(gamma, c));
             }
         }
     }

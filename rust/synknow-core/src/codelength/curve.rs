@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::try_zeroed;
 use crate::error::CorpusError;
 use crate::sampler::{thread_pool, TokenWord};
 
@@ -83,19 +84,27 @@ pub fn bayes_curve<T: TokenWord>(
     let test_start = check_curve_arguments(n_docs, n_train, n_test, checkpoints)?;
     let pool = thread_pool(threads)?;
     let n_checkpoints = checkpoints.len();
-    let total = *checkpoints.last().unwrap() + (n_checkpoints * n_test) as u64;
+    // Checkpoints x test documents can exceed memory (or usize) when both are large.
+    let too_many = || {
+        CorpusError::Argument(format!(
+            "{n_checkpoints} checkpoints x {n_test} test documents do not fit in memory"
+        ))
+    };
+    let cells = n_checkpoints.checked_mul(n_test).ok_or_else(too_many)?;
+    let role_cells = cells.checked_mul(N_ROLES).ok_or_else(too_many)?;
+    let mut out = CurveOutput {
+        checkpoints: checkpoints.to_vec(),
+        test_start,
+        n_test,
+        doc_bits: try_zeroed(role_cells, "the learning curve's bits")?,
+        entity_count: try_zeroed(cells, "the learning curve's entity counts")?,
+        tokens_by_role: try_zeroed(n_test * N_ROLES, "the test documents' role counts")?,
+    };
+    let total = checkpoints.last().unwrap().saturating_add(cells as u64);
     let doc = |d: usize| &tokens[offsets[d] as usize..offsets[d + 1] as usize];
 
-    let work = |progress: &Progress| -> Result<CurveOutput, CorpusError> {
+    let work = move |progress: &Progress| -> Result<CurveOutput, CorpusError> {
         pool.install(|| {
-            let mut out = CurveOutput {
-                checkpoints: checkpoints.to_vec(),
-                test_start,
-                n_test,
-                doc_bits: vec![0.0; n_checkpoints * n_test * N_ROLES],
-                entity_count: vec![0; n_checkpoints * n_test],
-                tokens_by_role: vec![0; n_test * N_ROLES],
-            };
             out.tokens_by_role
                 .par_chunks_mut(N_ROLES)
                 .enumerate()

@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::try_zeroed;
 use crate::error::CorpusError;
 use crate::grammar::{BOS, EOS};
 use crate::sampler::{thread_pool, TokenWord};
@@ -413,7 +414,11 @@ pub fn check_offsets(offsets: &[u64], n_tokens: usize) -> Result<(), CorpusError
             offsets.last().unwrap()
         )));
     }
-    if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0] + 2) {
+    // Checked: an offset near 2^64 must be an error, not an overflow panic.
+    if let Some(i) = offsets
+        .windows(2)
+        .position(|w| w[0].checked_add(2).is_none_or(|least| w[1] < least))
+    {
         return Err(bad(format!(
             "document {i} spans [{}, {}): offsets must increase and every document holds at least BOS and EOS",
             offsets[i],
@@ -675,7 +680,10 @@ pub fn code_lengths_chunked<T: TokenWord>(
     let n_chunks = n_chunks.clamp(1, n_docs.max(1));
     let bounds: Vec<usize> = (0..=n_chunks).map(|c| c * n_docs / n_chunks).collect();
     let mut per_token = if keep_per_token {
-        Some(vec![0.0f64; tokens.len()])
+        Some(try_zeroed::<f64>(
+            tokens.len(),
+            "the per-token code lengths",
+        )?)
     } else {
         None
     };
@@ -803,9 +811,15 @@ pub fn predictive_distributions<T: TokenWord>(
             tokens.len()
         )));
     }
+    let cells = positions.len().checked_mul(v).ok_or_else(|| {
+        CorpusError::Argument(format!(
+            "{} positions x {v} vocabulary entries do not fit in memory",
+            positions.len()
+        ))
+    })?;
+    let mut out = try_zeroed::<f64>(cells, "the predictive distributions")?;
     let mut order: Vec<usize> = (0..positions.len()).collect();
     order.sort_by_key(|&i| positions[i]);
-    let mut out = vec![0.0f64; positions.len() * v];
     let mut next = 0usize;
     let mut state = State::new(model, true);
     let mut cursor = Cursor::new(model);
