@@ -49,3 +49,26 @@ impl PoolCache {
         Ok(pool.install(f))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_thread_counts() {
+        assert_eq!(check_threads(None).unwrap(), None);
+        assert_eq!(check_threads(Some(1)).unwrap(), Some(1));
+        assert_eq!(check_threads(Some(MAX_THREADS)).unwrap(), Some(MAX_THREADS));
+        for bad in [0, MAX_THREADS + 1, 100_000] {
+            let err = check_threads(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("threads must be in 1..=1024"), "{err}");
+            assert!(thread_pool(Some(bad)).is_err());
+        }
+        let mut cache = PoolCache::default();
+        assert_eq!(
+            cache.install(Some(2), rayon::current_num_threads).unwrap(),
+            2
+        );
+        assert!(cache.install(Some(0), || ()).is_err());
+    }
+}

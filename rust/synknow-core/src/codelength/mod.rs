@@ -156,6 +156,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refusing_report_is_an_interruption() {
+        let mut refuse = |_: u64, _: u64| -> Result<(), String> { Err("Ctrl-C".into()) };
+        let err = run_with_progress(10, &mut refuse, |_| Ok(())).unwrap_err();
+        assert!(
+            matches!(&err, CorpusError::Interrupted(m) if m == "Ctrl-C"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn neumaier_keeps_small_terms() {
         let mut s = Neumaier::default();
         s.add(1e16);
