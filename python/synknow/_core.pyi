@@ -5,7 +5,36 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "CorpusError",
+    "__version__",
+    "bayes_curve",
+    "closed_form_per_doc",
+    "closed_form_total",
+    "code_lengths",
+    "digamma",
+    "expected_counts_of_counts",
+    "expected_entities",
+    "expected_entities_asymptotic",
+    "expected_entity_entropy",
+    "expected_new_probability",
+    "expected_new_probability_asymptotic",
+    "generate_to_dir",
+    "grammar_info",
+    "predictive_distributions",
+    "sample",
+    "save_arrays",
+    "structure_function",
+    "theta",
+    "validate_config",
+    "vocab",
+    "xxh3_64",
+]
+
 __version__: str
+
+class CorpusError(ValueError):
+    """A corpus directory (or a set of arrays) that is truncated, altered or inconsistent."""
 
 def validate_config(config_json: str) -> str: ...
 def grammar_info(config_json: str) -> dict[str, Any]: ...

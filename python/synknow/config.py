@@ -31,6 +31,12 @@ BIOS_ATTRIBUTE_POOL = (0, 0, 1, 2, 3, 4)
 class SyntaxKnowledgeConfig:
     """Every knob of the Syntax-Knowledge model (SPEC 2); defaults are the bios preset.
 
+    Besides each field's own range, sizes are bounded so that nothing is allocated that cannot
+    fit (checked before anything is built): ``beta <= 1e300``, ``1e-100 <= template_prior <=
+    1e100``, at most 2^24 vocabulary ids (``syntax_vocab + sum(name_parts) + sum(pool_sizes)``),
+    2^26 value-prior entries (``sum`` over attributes of their pool size), 2^20 templates and
+    2^26 rendered template tokens.
+
     Example:
         >>> cfg = SyntaxKnowledgeConfig(alpha=0.5, beta=5.0)
         >>> cfg.attrs_per_doc is None  # None means n_attributes sentences per document

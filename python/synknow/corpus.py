@@ -45,8 +45,9 @@ _ARRAYS: dict[str, tuple[tuple[str, ...], int]] = {
 }
 
 
-class CorpusError(ValueError):
-    """A corpus directory (or a set of arrays) that is truncated, altered or inconsistent."""
+# A corpus directory (or a set of arrays) that is truncated, altered or inconsistent: one class,
+# created by the Rust extension (a ValueError subclass), raised by the Rust core and this loader.
+CorpusError = _core.CorpusError
 
 
 class Vocab:

@@ -214,3 +214,31 @@ def test_counts_are_value_errors_naming_the_argument() -> None:
             _core.sample(cfg, bad)
     with pytest.raises(ValueError, match="shard_docs must be an integer"):
         _core.generate_to_dir(cfg, 10, "/nonexistent/x", -5)
+
+
+# ---- errors crossing the Rust boundary ----------------------------------------------------------
+
+
+def test_one_corpus_error_class_for_both_layers() -> None:
+    """The Rust extension creates the class; the Python loader raises the same one, and existing
+    ``except ValueError`` code keeps catching it."""
+    assert synknow.CorpusError is _core.CorpusError
+    assert issubclass(synknow.CorpusError, ValueError)
+    assert synknow.CorpusError.__module__ == "synknow._core"
+
+
+def test_ctrl_c_in_a_long_call_is_a_keyboard_interrupt(small, tmp_path: Path) -> None:
+    """A cancelled computation ends in KeyboardInterrupt, never in an error about the corpus."""
+
+    def ctrl_c(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    cfg = small.config.to_json()
+    tokens, offsets = np.asarray(small.tokens), np.asarray(small.doc_offsets)
+    with pytest.raises(KeyboardInterrupt):
+        _core.code_lengths(cfg, tokens, offsets, False, None, ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        _core.bayes_curve(cfg, tokens, offsets, 200, 100, [10, 200], None, ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        _core.generate_to_dir(cfg, 10, str(tmp_path / "g"), 5, None, False, ctrl_c)
+    assert not (tmp_path / "g").exists()

@@ -9,10 +9,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use synknow_core::codelength::closed_form::{closed_form_per_doc, closed_form_total, Latents};
-use synknow_core::codelength::{bayes_curve, code_lengths, no_report, Model};
-use synknow_core::sampler::{sample, Tokens};
-use synknow_core::{Config, Corpus};
+use synknow_core::{
+    bayes_curve, closed_form_per_doc, closed_form_total, code_lengths, no_report, sample, Config,
+    Corpus, Latents, Model, Tokens,
+};
 
 const DOCS: u64 = 200_000;
 

@@ -10,8 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use synknow_core::sampler::{sample, Sampler};
-use synknow_core::Config;
+use synknow_core::{sample, Config, Sampler};
 
 const DOCS: u64 = 200_000;
 

@@ -236,7 +236,7 @@ impl Config {
         if self.beta > MAX_BETA {
             return Err(f(
                 "beta",
-                format!("must be <= {MAX_BETA:e}, got {:e}", self.beta),
+                format!("must be <= {MAX_BETA:e}, got {}", shown(self.beta)),
             ));
         }
         let a = self.n_attributes;
@@ -333,7 +333,7 @@ impl Config {
                 "template_prior",
                 format!(
                     "must be > 0, within [{lo_prior:e}, {hi_prior:e}], got {}",
-                    self.template_prior
+                    shown(self.template_prior)
                 ),
             ));
         }
@@ -483,6 +483,16 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// A number as a user would write it: plain for everyday magnitudes, in exponent form for the
+/// extreme ones (1e308 printed in full is 309 digits).
+fn shown(x: f64) -> String {
+    if x == 0.0 || (1e-4..1e16).contains(&x.abs()) || !x.is_finite() {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
     }
 }
 

@@ -17,9 +17,8 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::config::Config;
 use crate::error::CorpusError;
 use crate::grammar::Grammar;
-use crate::sampler::{
-    expected_entities_fast, needs_u32, Batch, Corpus, Entities, Sampler, TokenWord, Tokens,
-};
+use crate::sampler::{needs_u32, Batch, Corpus, Entities, Sampler, TokenWord, Tokens};
+use crate::theory::expected_entities_fast;
 
 pub const FORMAT: &str = "synknow-corpus";
 pub const FORMAT_VERSION: u64 = 1;

@@ -40,6 +40,36 @@ pub fn expected_entities(n: f64, alpha: f64, beta: f64) -> f64 {
 /// Terms summed exactly before switching to [`ln_gamma_ratio`].
 const EXACT_TERMS: f64 = 1e6;
 
+/// `E[K_n]` in O(1), for the sampler's name-supply check, instead of the O(n) logarithms of
+/// [`expected_entities`] (which it equals up to `EXACT_TERMS` documents).
+///
+/// Beyond, the sum `L = sum_{i=1}^{n-1} log1p(alpha / (beta + i))` of the closed form is exact up
+/// to `EXACT_TERMS` and continues by the midpoint rule, `sum_{i=a}^{b-1} f(i) ~ F(b - 1/2) -
+/// F(a - 1/2)` with the antiderivative `F(x) = (x + beta) log1p(alpha / (x + beta)) + alpha
+/// ln(x + beta + alpha)`, written so that nothing cancels (error ~ alpha / (beta + a)^2, 1e-9
+/// relative); for `alpha = 0` the harmonic sum continues the same way with `F = beta ln(x +
+/// beta)`. Agreement with the exact sum: 1e-8 relative or better (tested), far more than the
+/// check needs.
+pub fn expected_entities_fast(n: f64, alpha: f64, beta: f64) -> f64 {
+    const EXACT_TERMS: f64 = 10_000.0;
+    if n <= EXACT_TERMS {
+        return expected_entities(n, alpha, beta);
+    }
+    let a = EXACT_TERMS - 0.5;
+    let b = n - 0.5;
+    if alpha == 0.0 {
+        let head = expected_entities(EXACT_TERMS, alpha, beta);
+        return head + beta * ((beta + b) / (beta + a)).ln();
+    }
+    let head: f64 = (1..EXACT_TERMS as u64)
+        .map(|i| (alpha / (beta + i as f64)).ln_1p())
+        .sum();
+    let f = |x: f64| (x + beta) * (alpha / (x + beta)).ln_1p();
+    let tail = f(b) - f(a) + alpha * ((b + beta + alpha) / (a + beta + alpha)).ln();
+    let l = head + tail;
+    (beta * l.exp_m1() + alpha * l.exp()) / alpha
+}
+
 /// Leading-order `E[K_n]` (Heaps' law): `Gamma(beta+1) / (alpha Gamma(beta+alpha)) n^alpha` for
 /// `alpha > 0`; `beta (ln n - psi(beta))` for `alpha = 0` (the expansion of
 /// `beta (psi(beta+n) - psi(beta))`).

@@ -1,12 +1,11 @@
 //! The per-token predictive (from tokens) against the closed forms (from latent records):
 //! SPEC 4.3's required identity, chunking invariance, and normalisation of the predictive.
 
-use synknow_core::codelength::closed_form::{closed_form_per_doc, closed_form_total, Latents};
-use synknow_core::codelength::predictive::{code_lengths_chunked, predictive_distributions};
-use synknow_core::codelength::{code_lengths, no_report, Model};
-use synknow_core::config::{AttributeOrder, PerAttribute, Preset, ValuePrior};
-use synknow_core::sampler::Tokens;
-use synknow_core::{sample, Config, Corpus};
+use synknow_core::{
+    closed_form_per_doc, closed_form_total, code_lengths, code_lengths_chunked, no_report,
+    predictive_distributions, sample, AttributeOrder, Config, Corpus, Latents, Model, PerAttribute,
+    Preset, Tokens, ValuePrior,
+};
 
 fn latents(c: &Corpus) -> Latents<'_> {
     Latents {
@@ -233,7 +232,7 @@ fn chunking_and_token_width_do_not_change_anything() {
         panic!("bios tokens are u16")
     };
     let t32 = tokens_u32(&corpus);
-    let pool = synknow_core::sampler::thread_pool(Some(2)).unwrap();
+    let pool = synknow_core::thread_pool(Some(2)).unwrap();
     let one = code_lengths_chunked(&model, t16, offsets, true, &pool, 1, &mut no_report).unwrap();
     for chunks in [2, 3, 7] {
         let many = code_lengths_chunked(&model, &t32, offsets, true, &pool, chunks, &mut no_report)

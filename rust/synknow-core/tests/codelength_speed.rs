@@ -3,9 +3,7 @@
 
 use std::time::Instant;
 
-use synknow_core::codelength::{code_lengths, no_report, Model};
-use synknow_core::sampler::Tokens;
-use synknow_core::{sample, Config};
+use synknow_core::{code_lengths, no_report, sample, Config, Model, Tokens};
 
 #[test]
 #[ignore]

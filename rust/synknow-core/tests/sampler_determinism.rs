@@ -3,8 +3,10 @@
 //! u32 tokens, the three render paths, attribute orders from the table, from one mixed-radix
 //! group and from several, fixed orders).
 
-use synknow_core::config::{AttributeOrder, Config, PerAttribute, Preset, ValuePrior};
-use synknow_core::sampler::{sample, Batch, Corpus, Sampler, TokenWord, Tokens};
+use synknow_core::{
+    sample, AttributeOrder, Batch, Config, Corpus, PerAttribute, Preset, Sampler, TokenWord,
+    Tokens, ValuePrior,
+};
 
 fn configs() -> Vec<(&'static str, Config)> {
     let procedural = |a: usize| Config {

@@ -4,9 +4,8 @@
 //! `k (1 - 2/(9k) + z sqrt(2/(9k)))^3` with `z = 3.719` (accurate to a few percent for k >= 3,
 //! which only moves the p-value between ~0.5e-4 and ~2e-4).
 
-use synknow_core::config::{AttributeOrder, Config, PerAttribute, Preset};
-use synknow_core::sampler::{expected_entities_fast, sample, Sampler};
-use synknow_core::theory::expected_entities;
+use synknow_core::theory::{expected_entities, expected_entities_fast};
+use synknow_core::{sample, AttributeOrder, Config, PerAttribute, Preset, Sampler};
 
 fn chi2_critical(dof: usize) -> f64 {
     let k = dof as f64;

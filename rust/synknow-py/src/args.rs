@@ -6,7 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
-use synknow_core::sampler::MAX_THREADS;
+use synknow_core::MAX_THREADS;
 
 /// The object's `repr`, for messages.
 fn shown(obj: &Bound<'_, PyAny>) -> String {

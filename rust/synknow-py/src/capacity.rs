@@ -5,9 +5,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use synknow_core::codelength::capacity::{self, N_PARTS};
+use synknow_core::capacity::{capacity_limited_loss as core_loss, N_PARTS};
 
-use crate::codelength::{array, detach_with_progress, model, tokens, with_tokens, TokenArray};
+use crate::args;
+use crate::codelength::{array, model, tokens, with_tokens, TokenArray};
+use crate::progress::detach_with_progress;
 
 /// Per checkpoint and capacity: `|S|`, `M(S)`, realised bits by part summed over the test split
 /// (the last `n_test` documents, as in `bayes_curve`) and expected bits by part of one document.
@@ -19,12 +21,12 @@ fn capacity_limited_loss<'py>(
     config_json: &str,
     tokens: &Bound<'py, PyAny>,
     doc_offsets: &Bound<'py, PyAny>,
-    n_train: usize,
-    n_test: usize,
-    checkpoints: Vec<u64>,
+    #[pyo3(from_py_with = args::n_train)] n_train: usize,
+    #[pyo3(from_py_with = args::n_test)] n_test: usize,
+    #[pyo3(from_py_with = args::checkpoints)] checkpoints: Vec<u64>,
     capacities_bits: Vec<f64>,
     keep_doc_bits: bool,
-    threads: Option<usize>,
+    #[pyo3(from_py_with = args::threads)] threads: Option<usize>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let model = model(py, config_json)?;
@@ -32,7 +34,7 @@ fn capacity_limited_loss<'py>(
     let offsets = array::<u64>("doc_offsets", doc_offsets)?;
     let offsets = offsets.as_slice()?;
     let out = with_tokens!(toks, |t| detach_with_progress(py, progress, |report| {
-        capacity::capacity_limited_loss(
+        core_loss(
             &model,
             t,
             offsets,

@@ -8,11 +8,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use synknow_core::codelength::closed_form::{self, Latents};
-use synknow_core::codelength::{self as cl, Model, N_ROLES};
-use synknow_core::sampler::TokenWord;
-use synknow_core::{theory, Config, CorpusError};
+use synknow_core::{theory, Config, CorpusError, Latents, Model, TokenWord, N_ROLES};
 
+use crate::progress::detach_with_progress;
 use crate::{args, config_err, to_py};
 
 pub(crate) fn model(py: Python<'_>, config_json: &str) -> PyResult<Model> {
@@ -90,36 +88,6 @@ macro_rules! with_tokens {
 }
 pub(crate) use with_tokens;
 
-/// Runs `work` with the GIL released and `progress(done, total)` called from this thread; the
-/// callback's own exception (KeyboardInterrupt included) wins over the generic "interrupted".
-pub(crate) fn detach_with_progress<R: Send>(
-    py: Python<'_>,
-    progress: Option<Py<PyAny>>,
-    work: impl FnOnce(cl::Report<'_>) -> Result<R, CorpusError> + Send,
-) -> PyResult<R> {
-    let mut interrupted: Option<PyErr> = None;
-    let result = py.detach(|| {
-        let mut report = |done: u64, total: u64| -> Result<(), String> {
-            Python::attach(|py| {
-                let outcome = py.check_signals().and_then(|_| match &progress {
-                    Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
-                    None => Ok(()),
-                });
-                outcome.map_err(|e| {
-                    let msg = e.to_string();
-                    interrupted = Some(e);
-                    msg
-                })
-            })
-        };
-        work(&mut report)
-    });
-    if let Some(e) = interrupted {
-        return Err(e);
-    }
-    result.map_err(to_py)
-}
-
 /// Exact per-token code lengths (SPEC 4.3). Returns per_token (if kept), per_doc, bits_by_role,
 /// tokens_by_role, total, n_entities.
 #[pyfunction]
@@ -169,12 +137,14 @@ fn run_code_lengths<T: TokenWord>(
     keep: bool,
     threads: Option<usize>,
     progress: Option<Py<PyAny>>,
-) -> PyResult<cl::CodeLengths> {
+) -> PyResult<synknow_core::CodeLengths> {
     detach_with_progress(py, progress, |report| {
-        cl::code_lengths(model, tokens, offsets, keep, threads, report)
+        synknow_core::code_lengths(model, tokens, offsets, keep, threads, report)
     })
 }
 
+/// The five latent-record arguments of the closed forms and the structure function, as
+/// contiguous 1-D arrays of their dtypes (2-D records flattened row-major).
 struct LatentArrays<'py> {
     doc_entity: PyReadonlyArray1<'py, u32>,
     sentence_attribute: PyReadonlyArray1<'py, u16>,
@@ -184,13 +154,9 @@ struct LatentArrays<'py> {
 }
 
 impl<'py> LatentArrays<'py> {
-    fn new(
-        doc_entity: &Bound<'py, PyAny>,
-        sentence_attribute: &Bound<'py, PyAny>,
-        sentence_template: &Bound<'py, PyAny>,
-        entity_names: &Bound<'py, PyAny>,
-        entity_values: &Bound<'py, PyAny>,
-    ) -> PyResult<Self> {
+    fn new(arrays: [&Bound<'py, PyAny>; 5]) -> PyResult<Self> {
+        let [doc_entity, sentence_attribute, sentence_template, entity_names, entity_values] =
+            arrays;
         Ok(LatentArrays {
             doc_entity: array("doc_entity", doc_entity)?,
             sentence_attribute: array("sentence_attribute", sentence_attribute)?,
@@ -211,6 +177,21 @@ impl<'py> LatentArrays<'py> {
     }
 }
 
+/// Runs `f` on the model of `config_json` and the latent records of the first `n_docs`
+/// documents, with the GIL released.
+fn with_latents<R: Send>(
+    py: Python<'_>,
+    config_json: &str,
+    arrays: [&Bound<'_, PyAny>; 5],
+    n_docs: usize,
+    f: impl FnOnce(&Model, &Latents<'_>, usize) -> Result<R, CorpusError> + Send,
+) -> PyResult<R> {
+    let model = model(py, config_json)?;
+    let arrays = LatentArrays::new(arrays)?;
+    let latents = arrays.latents()?;
+    py.detach(|| f(&model, &latents, n_docs)).map_err(to_py)
+}
+
 /// SPEC 4.1: bits of each of the first `n_docs` documents, from the latent records (2-D arrays
 /// flattened row-major).
 #[pyfunction]
@@ -225,18 +206,20 @@ fn closed_form_per_doc<'py>(
     entity_values: &Bound<'py, PyAny>,
     #[pyo3(from_py_with = args::doc_prefix)] n_docs: usize,
 ) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
-    let model = model(py, config_json)?;
-    let arrays = LatentArrays::new(
+    let arrays = [
         doc_entity,
         sentence_attribute,
         sentence_template,
         entity_names,
         entity_values,
+    ];
+    let out = with_latents(
+        py,
+        config_json,
+        arrays,
+        n_docs,
+        synknow_core::closed_form_per_doc,
     )?;
-    let latents = arrays.latents()?;
-    let out = py
-        .detach(|| closed_form::closed_form_per_doc(&model, &latents, n_docs))
-        .map_err(to_py)?;
     Ok(out.into_pyarray(py))
 }
 
@@ -253,18 +236,20 @@ fn closed_form_total<'py>(
     entity_values: &Bound<'py, PyAny>,
     #[pyo3(from_py_with = args::doc_prefix)] n_docs: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let model = model(py, config_json)?;
-    let arrays = LatentArrays::new(
+    let arrays = [
         doc_entity,
         sentence_attribute,
         sentence_template,
         entity_names,
         entity_values,
+    ];
+    let p = with_latents(
+        py,
+        config_json,
+        arrays,
+        n_docs,
+        synknow_core::closed_form_total,
     )?;
-    let latents = arrays.latents()?;
-    let p = py
-        .detach(|| closed_form::closed_form_total(&model, &latents, n_docs))
-        .map_err(to_py)?;
     let d = PyDict::new(py);
     d.set_item("entities", p.entities)?;
     d.set_item("names", p.names)?;
@@ -295,7 +280,7 @@ fn bayes_curve<'py>(
     let offsets = array::<u64>("doc_offsets", doc_offsets)?;
     let offsets = offsets.as_slice()?;
     let out = with_tokens!(toks, |t| detach_with_progress(py, progress, |report| {
-        cl::bayes_curve(
+        synknow_core::bayes_curve(
             &model,
             t,
             offsets,
@@ -343,18 +328,20 @@ fn structure_function<'py>(
     entity_values: &Bound<'py, PyAny>,
     #[pyo3(from_py_with = args::doc_prefix)] n_docs: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let model = model(py, config_json)?;
-    let arrays = LatentArrays::new(
+    let arrays = [
         doc_entity,
         sentence_attribute,
         sentence_template,
         entity_names,
         entity_values,
+    ];
+    let s = with_latents(
+        py,
+        config_json,
+        arrays,
+        n_docs,
+        synknow_core::structure_function,
     )?;
-    let latents = arrays.latents()?;
-    let s = py
-        .detach(|| cl::structure_function(&model, &latents, n_docs))
-        .map_err(to_py)?;
     let d = PyDict::new(py);
     d.set_item("n_docs", s.n_docs)?;
     d.set_item("order", s.order.into_pyarray(py))?;
@@ -380,7 +367,7 @@ fn predictive_distributions<'py>(
     let positions = array::<u64>("positions", positions)?;
     let positions = positions.as_slice()?;
     let out = with_tokens!(toks, |t| py
-        .detach(|| cl::predictive_distributions(&model, t, offsets, positions))
+        .detach(|| synknow_core::predictive_distributions(&model, t, offsets, positions))
         .map_err(to_py)?);
     let v = model.vocab_size() as usize;
     Ok(out

@@ -6,11 +6,9 @@ use numpy::{IntoPyArray, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use synknow_core::corpus_io::{self, ArrayData};
-use synknow_core::grammar::Slot;
-use synknow_core::sampler::Tokens;
-use synknow_core::{theory, Config, Grammar};
+use synknow_core::{theory, ArrayData, Config, Grammar, Slot, Tokens};
 
+use crate::progress::detach_with_progress;
 use crate::{args, config_err, to_py};
 
 fn parse_config(config_json: &str) -> PyResult<Config> {
@@ -88,9 +86,7 @@ fn vocab(py: Python<'_>, config_json: &str) -> PyResult<Vec<String>> {
 /// The syntax parameters `theta` a configuration implies (explicit, or drawn from its seed).
 #[pyfunction]
 fn theta(config_json: &str) -> PyResult<Vec<Vec<f64>>> {
-    Ok(synknow_core::sampler::draw_theta(&parse_config(
-        config_json,
-    )?))
+    Ok(synknow_core::draw_theta(&parse_config(config_json)?))
 }
 
 /// Samples a corpus in memory; returns its arrays (numpy, owned by Python, no copy).
@@ -130,7 +126,7 @@ fn sample<'py>(
     d.set_item("entity_values", e.values.into_pyarray(py).reshape([k, a])?)?;
     d.set_item("entity_first_doc", e.first_doc.into_pyarray(py))?;
     d.set_item("entity_counts", e.counts.into_pyarray(py))?;
-    let (theta, offsets) = corpus_io::flatten_theta(&corpus.theta);
+    let (theta, offsets) = synknow_core::flatten_theta(&corpus.theta);
     d.set_item("theta", theta.into_pyarray(py))?;
     d.set_item("theta_offsets", offsets.into_pyarray(py))?;
     Ok(d)
@@ -160,12 +156,12 @@ fn save_arrays(
             bytes: slice,
         });
     }
-    py.detach(|| corpus_io::write_arrays(&path, &c, &data, overwrite))
+    py.detach(|| synknow_core::write_arrays(&path, &c, &data, overwrite))
         .map_err(to_py)
 }
 
 /// Generates a corpus straight to disk in shards. `progress(done, total)` is called after each
-/// shard; Ctrl-C aborts and removes the partial output. Returns (n_docs, n_tokens, n_entities).
+/// shard; Ctrl-C aborts (KeyboardInterrupt) and removes the partial output. Returns (n_docs, n_tokens, n_entities).
 #[pyfunction]
 #[pyo3(signature = (config_json, n_docs, path, shard_docs=1_000_000, threads=None, overwrite=false, progress=None))]
 #[allow(clippy::too_many_arguments)]
@@ -180,36 +176,9 @@ fn generate_to_dir(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(u64, u64, u64)> {
     let c = parse_config(config_json)?;
-    let mut interrupted: Option<PyErr> = None;
-    let result = py.detach(|| {
-        let mut report = |done: u64, total: u64| -> Result<(), String> {
-            Python::attach(|py| {
-                let outcome = py.check_signals().and_then(|_| match &progress {
-                    Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
-                    None => Ok(()),
-                });
-                outcome.map_err(|e| {
-                    let msg = e.to_string();
-                    interrupted = Some(e);
-                    msg
-                })
-            })
-        };
-        corpus_io::generate_to_dir(
-            &c,
-            n_docs,
-            shard_docs,
-            threads,
-            &path,
-            overwrite,
-            &mut report,
-        )
-    });
-    // The callback's own exception (KeyboardInterrupt included) wins over the generic abort.
-    if let Some(e) = interrupted {
-        return Err(e);
-    }
-    let s = result.map_err(to_py)?;
+    let s = detach_with_progress(py, progress, |report| {
+        synknow_core::generate_to_dir(&c, n_docs, shard_docs, threads, &path, overwrite, report)
+    })?;
     Ok((s.n_docs, s.n_tokens, s.n_entities))
 }
 
@@ -223,7 +192,7 @@ fn xxh3_64(py: Python<'_>, data: PyReadonlyArray1<'_, u8>) -> PyResult<String> {
 }
 
 fn xxhash_rust_digest(bytes: &[u8]) -> u64 {
-    synknow_core::corpus_io::hash_bytes(bytes)
+    synknow_core::hash_bytes(bytes)
 }
 
 /// `E[K_n]`, the expected number of entities among `n` documents (SPEC 4.5).

@@ -30,7 +30,8 @@
 use rayon::prelude::*;
 
 use crate::error::CorpusError;
-use crate::sampler::{thread_pool, TokenWord};
+use crate::sampler::TokenWord;
+use crate::threads::thread_pool;
 
 use super::closed_form::log_attribute_orders;
 use super::predictive::{check_offsets, learn};

@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use crate::alloc::try_zeroed;
 use crate::error::CorpusError;
-use crate::sampler::{thread_pool, TokenWord};
+use crate::sampler::TokenWord;
+use crate::threads::thread_pool;
 
 use super::predictive::{check_offsets, learn, score_frozen, Cursor};
 use super::state::{token_role, Model, State};

@@ -25,17 +25,15 @@ pub mod predictive;
 pub mod state;
 pub mod structure;
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::CorpusError;
 
-pub use capacity::{capacity_limited_loss, CapacityOutput};
 pub use closed_form::{closed_form_per_doc, closed_form_total, Latents};
 pub use curve::{bayes_curve, CurveOutput};
-pub use predictive::{code_lengths, predictive_distributions, CodeLengths};
-pub use state::{Model, State};
+pub use predictive::{code_lengths, code_lengths_chunked, predictive_distributions, CodeLengths};
+pub use state::Model;
 pub use structure::{structure_function, StructureFunction};
 
 /// Token roles as stored in `Corpus.roles` (SPEC 3.5).
@@ -80,29 +78,6 @@ impl Neumaier {
         s.value()
     }
 }
-
-/// A multiply-xorshift hasher for integer keys (prefix codes of names): the keys are dense small
-/// integers, so SipHash's DoS resistance buys nothing and costs most of a lookup.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01B3);
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        let z = (x ^ (x >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        self.0 = z ^ (z >> 32);
-    }
-}
-
-pub(crate) type IntMap<V> = std::collections::HashMap<u64, V, BuildHasherDefault<IntHasher>>;
 
 /// Shared progress counter and cancellation flag between the worker and the reporting thread.
 #[derive(Default)]
@@ -164,21 +139,32 @@ pub fn run_with_progress<R: Send>(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
     if let Some(msg) = refused {
-        return Err(CorpusError::Argument(format!("interrupted: {msg}")));
+        return Err(CorpusError::Interrupted(msg));
     }
     let r = result?;
-    report(total, total).map_err(|msg| CorpusError::Argument(format!("interrupted: {msg}")))?;
+    report(total, total).map_err(CorpusError::Interrupted)?;
     Ok(r)
 }
 
-/// The error for a cancelled computation (the caller replaces it with the callback's own error).
+/// The error a worker returns once it sees the cancellation flag ([`run_with_progress`] replaces
+/// it with one carrying the callback's message).
 pub(crate) fn cancelled_error() -> CorpusError {
-    CorpusError::Argument("interrupted".to_string())
+    CorpusError::Interrupted("cancelled".to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusing_report_is_an_interruption() {
+        let mut refuse = |_: u64, _: u64| -> Result<(), String> { Err("Ctrl-C".into()) };
+        let err = run_with_progress(10, &mut refuse, |_| Ok(())).unwrap_err();
+        assert!(
+            matches!(&err, CorpusError::Interrupted(m) if m == "Ctrl-C"),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn neumaier_keeps_small_terms() {

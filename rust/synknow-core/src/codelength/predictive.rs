@@ -15,7 +15,8 @@ use rayon::prelude::*;
 use crate::alloc::try_zeroed;
 use crate::error::CorpusError;
 use crate::grammar::{BOS, EOS};
-use crate::sampler::{thread_pool, TokenWord};
+use crate::sampler::TokenWord;
+use crate::threads::thread_pool;
 
 use super::state::{
     parse_doc, DocError, Model, Sentence, State, CODE_NAME, CODE_VALUE, NONE, ROOT,

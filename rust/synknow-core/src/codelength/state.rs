@@ -16,7 +16,9 @@ use crate::error::{ConfigError, CorpusError};
 use crate::grammar::{Grammar, Slot, BOS, EOS};
 use crate::sampler::TokenWord;
 
-use super::{IntMap, ROLE_NAME, ROLE_SPECIAL, ROLE_SYNTAX, ROLE_VALUE};
+use crate::hash::IntMap;
+
+use super::{ROLE_NAME, ROLE_SPECIAL, ROLE_SYNTAX, ROLE_VALUE};
 
 /// "No such node / entity / value".
 pub(crate) const NONE: u32 = u32::MAX;
@@ -204,10 +206,6 @@ impl SkeletonTrie {
     fn path(&self, global_template: usize) -> &[u32] {
         &self.path_entries[self.path_start[global_template] as usize
             ..self.path_start[global_template + 1] as usize]
-    }
-
-    pub fn n_nodes(&self) -> usize {
-        self.terminal.len()
     }
 
     pub(crate) fn n_entries(&self) -> usize {
@@ -553,7 +551,8 @@ impl State {
         self.node_entity[node as usize]
     }
 
-    /// The entity with this full name, if any.
+    /// The entity with this full name, if one was learnt (used by the capacity-limited
+    /// reference, which needs to know whether a test document's entity is stored).
     pub fn entity_of_name(&self, model: &Model, name: &[u32]) -> Option<u32> {
         let node = self.trie_node(model.n_name_parts, model.name_code(name));
         (node != NONE).then(|| self.node_entity[node as usize])
