@@ -9,6 +9,7 @@ __all__ = [
     "CorpusError",
     "__version__",
     "bayes_curve",
+    "capacity_limited_loss",
     "closed_form_per_doc",
     "closed_form_total",
     "code_lengths",

@@ -12,7 +12,7 @@ import math
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from synknow import _core
 
@@ -164,7 +164,7 @@ _INTS = ("n_attributes", "syntax_vocab", "seed")
 _INT_TUPLES = ("pool_sizes", "attribute_pool", "name_parts", "template_length")
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
