@@ -4,16 +4,18 @@ theory prediction of SPEC 4.5, and whether they agree), assembled into ``OUT/REA
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synknow.experiments import _io
 from synknow.experiments.presets import EXPERIMENTS
-from synknow.experiments.verdict import STATUSES
+from synknow.experiments.verdict import STATUSES, Precondition
 
 __all__ = [
     "Section",
+    "precondition_rows",
     "VERDICTS",
     "write_section",
     "read_section",
@@ -53,6 +55,9 @@ class Section:
     seconds: float | None = None
     failures: list[str] = field(default_factory=list)
     headline: str = ""  # one line for the summary table
+    # What the claim needs from the set-up, as measured in this run: dicts with "name",
+    # "measured", "required", "met" (see :func:`precondition_rows`).
+    preconditions: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -70,6 +75,25 @@ class Section:
         lines += [f"**What was run.** {self.setup}", ""]
         lines += ["**What was measured.**", "", self.measured.strip(), ""]
         lines += [f"**Theory (SPEC 4.5).** {self.theory}", ""]
+        if self.preconditions:
+            lines += [
+                "**Preconditions** (what the claim needs from this set-up; any that is not met "
+                "makes the verdict *not tested*).",
+                "",
+                markdown_table(
+                    ["precondition", "measured", "requirement", "met"],
+                    [
+                        [
+                            p["name"],
+                            _cell(p["measured"]),
+                            p["required"],
+                            "yes" if p["met"] else "**no**",
+                        ]
+                        for p in self.preconditions
+                    ],
+                ),
+                "",
+            ]
         lines += [f"**Verdict: {self.verdict}.** {self.verdict_text}", ""]
         for name, caption in self.figures:
             lines += [f"![{caption}]({prefix}{name})", "", f"*{caption}*", ""]
@@ -91,6 +115,18 @@ class Section:
         d = dict(d)
         d["figures"] = [tuple(x) for x in d.get("figures", [])]
         return cls(**d)
+
+
+def precondition_rows(preconditions: Iterable[Precondition]) -> list[dict[str, Any]]:
+    """A verdict's preconditions as :attr:`Section.preconditions` rows (JSON-friendly)."""
+    return [
+        {"name": p.name, "measured": _io.jsonable(p.measured), "required": p.required, "met": p.met}
+        for p in preconditions
+    ]
+
+
+def _cell(x: Any) -> str:
+    return fmt(x) if not isinstance(x, str) else x
 
 
 def write_section(directory: Path, section: Section) -> None:

@@ -33,6 +33,17 @@ class Precondition:
     required: str
     met: bool
 
+    @classmethod
+    def at_least(cls, name: str, measured: float, minimum: float, unit: str = "") -> Precondition:
+        """``measured >= minimum`` (a non-finite or missing measurement is not met)."""
+        try:
+            ok = measured is not None and float(measured) >= minimum
+        except (TypeError, ValueError):
+            ok = False
+        ok = ok and float(measured) == float(measured)
+        suffix = f" {unit}" if unit else ""
+        return cls(name, measured, f">= {minimum:g}{suffix}", bool(ok))
+
     def describe(self) -> str:
         state = "met" if self.met else "not met"
         return f"{self.name}: {self.measured} (needs {self.required}), {state}"
