@@ -119,7 +119,8 @@ def test_failed_precondition_means_not_tested() -> None:
     assert "capacity binds: 0.4 (needs >= 2 (knowledge bits / capacity)), not met" in v.text()
     assert Verdict.graded("agrees", "inside", preconditions=[binds]).status == NOT_TESTED
     met = Verdict.from_checks({"a": True}, preconditions=[converged])
-    assert met.status == "agrees" and "Preconditions: runs converged" in met.text()
+    assert met.status == "agrees" and "Preconditions met: runs converged" in met.text()
+    assert "runs converged" not in v.text()  # only the failed ones explain "not tested"
 
 
 def test_verdict_statuses_are_section_verdicts() -> None:

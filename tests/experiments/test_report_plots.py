@@ -157,8 +157,9 @@ def test_preset_corpora_have_enough_names(name: str) -> None:
     p = PRESETS[name]
     s = p.data_scaling
     n = max(s.n_train, s.bayes_n_max) + s.n_test
+    family = s.corpus or p.corpus
     for alpha in s.alphas:
-        cfg = p.corpus.config(alpha, 1)
+        cfg = family.config(alpha, 1)
         expected = synknow.theory.expected_entities(n, alpha, cfg.beta)
         assert np.prod(cfg.name_parts) >= 100 * expected, (alpha, expected)
 

@@ -131,9 +131,11 @@ def train_with_evaluations(
     on_eval: Callable[[Any, int, bool], dict[str, Any]],
     seed: int | None = None,
     desc: str = "",
+    spacing: str = "log",
 ) -> dict[str, Any]:
     """Pre-trains ``spec`` on the first ``n_train`` documents with :func:`synknow.train.train`,
-    stopping at ``tspec.n_evals`` log-spaced steps (the trainer's ``stop_at``; its resume is
+    stopping at ``tspec.n_evals`` log-spaced steps (``spacing="linear"``: evenly spaced, as
+    early stopping wants) (the trainer's ``stop_at``; its resume is
     exact, so the run is the same as an uninterrupted one). At every stop
     ``on_eval(model, step, final)`` returns a record; records go to ``evals.jsonl``.
 
@@ -160,7 +162,14 @@ def train_with_evaluations(
     )
     data = TrainData(corpus, n_train, tspec.context_length, shuffle_seed=seed)
     total = data.steps_for(tspec.epochs, tspec.batch_size)
-    stops = log_steps(total, tspec.n_evals, first=max(1, min(4, total)))
+    if spacing == "linear":
+        stops = sorted(
+            {max(1, round(total * (i + 1) / tspec.n_evals)) for i in range(tspec.n_evals)}
+        )
+    elif spacing == "log":
+        stops = log_steps(total, tspec.n_evals, first=max(1, min(4, total)))
+    else:
+        raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
     # Documents consumed by each step, exactly within the first epoch (windows hold whole
     # documents); later epochs count n_train documents per pass, pro rata.
     first_epoch = np.array([len(data.window_docs(i)) for i in range(data.windows_per_epoch)])

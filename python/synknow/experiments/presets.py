@@ -103,9 +103,19 @@ class BaseSweep:
 
 @dataclass(frozen=True)
 class DataScalingSettings:
-    """E1: one model size trained in a single pass per ``alpha``, evaluated at log-spaced
-    numbers of documents seen; the Bayes learning curve on the same test split, up to
-    ``bayes_n_max`` training documents."""
+    """E1, two legs on the same corpora (one corpus per seed; the last ``n_test`` documents of
+    each, a corpus of ``bayes_n_max + n_test`` documents, are its test split).
+
+    Bayes leg: the exact learning curve of ``bayes_corpora`` corpora per alpha at
+    ``bayes_points`` log-spaced prefixes up to ``bayes_n_max``, fitted over ``n >= fit_min``.
+
+    Transformer leg: for ``model_points`` log-spaced training-set sizes ``n`` from
+    ``model_n_min`` to ``n_train``, a separate run of ``model`` on the first ``n`` documents of
+    each of the first ``model_seeds`` corpora, with its own learning-rate schedule; every run
+    gets the optimiser steps of ``train.epochs`` passes over ``n_train`` documents (so small
+    ``n`` are repeated more), evaluated at ``train.n_evals`` evenly spaced steps; early stopping
+    on ``n_val`` held-out documents of the training distribution picks the reported point.
+    ``corpus`` (``None``: the preset's) is the corpus family of both legs."""
 
     alphas: tuple[float, ...]
     n_train: int
@@ -114,6 +124,13 @@ class DataScalingSettings:
     train: TrainSpec
     bayes_n_max: int
     bayes_points: int = 14
+    bayes_corpora: int = 16
+    fit_min: int = 100
+    model_points: int = 5
+    model_n_min: int = 250
+    model_seeds: int = 3
+    n_val: int = 400
+    corpus: CorpusSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -222,9 +239,15 @@ _MICRO = Preset(
         n_train=160,
         n_test=40,
         model=ModelSpec("d8", 1, 1, 8),
-        train=TrainSpec(epochs=1, batch_size=8, context_length=64, n_evals=5, eval_docs=20),
+        train=TrainSpec(epochs=1, batch_size=8, context_length=64, n_evals=3, eval_docs=20),
         bayes_n_max=400,
-        bayes_points=6,
+        bayes_points=8,
+        bayes_corpora=3,
+        fit_min=20,
+        model_points=3,
+        model_n_min=40,
+        model_seeds=1,
+        n_val=40,
     ),
     finetune=FinetuneSettings(
         repetitions=(1, 3),
@@ -265,21 +288,29 @@ _CPU_TINY = Preset(
         ),
         probe_pairs=2000,
     ),
+    # The Bayes leg at full strength (16 corpora, 10^6 documents: under a minute per alpha);
+    # the transformer leg with one seed only, so its verdict is "not tested" at this scale.
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
-        n_train=12000,
-        n_test=400,
-        model=ModelSpec("d64", 2, 4, 64),
-        # Small batches: one pass over few documents, so as many optimiser steps as possible.
+        n_train=4000,
+        n_test=1000,
+        model=ModelSpec("d32", 2, 2, 32),
         train=TrainSpec(
-            epochs=1,
-            batch_size=4,
+            epochs=4,
+            batch_size=16,
             lr=3e-3,
             context_length=4 * _SMALL_DOC,
-            n_evals=10,
-            eval_docs=200,
+            n_evals=5,
+            eval_docs=1000,
         ),
-        bayes_n_max=200_000,
+        bayes_n_max=1_000_000,
+        bayes_points=25,
+        bayes_corpora=16,
+        model_points=5,
+        model_n_min=250,
+        model_seeds=1,
+        n_val=400,
+        corpus=_SMALL_CORPUS_WIDE_NAMES,
     ),
     finetune=FinetuneSettings(max_steps=300, qa_steps=120),
     n_boot=400,
@@ -312,19 +343,25 @@ _GPU_SMALL = Preset(
     ),
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
-        n_train=1_000_000,
+        n_train=100_000,
         n_test=2000,
-        model=ModelSpec("d256", 6, 4, 256),
+        model=ModelSpec("d128", 4, 4, 128),
         train=TrainSpec(
-            epochs=1,
+            epochs=3,
             batch_size=128,
             lr=2e-3,
             context_length=8 * _SMALL_DOC,
-            n_evals=12,
-            eval_docs=1000,
+            n_evals=6,
+            eval_docs=2000,
         ),
         bayes_n_max=2_000_000,
-        bayes_points=20,
+        bayes_points=25,
+        bayes_corpora=16,
+        model_points=5,
+        model_n_min=3000,
+        model_seeds=3,
+        n_val=2000,
+        corpus=_SMALL_CORPUS_WIDE_NAMES,
     ),
     finetune=FinetuneSettings(max_steps=1000, batch_size=32, qa_train=2000, qa_test=1000),
     structure=StructureSettings(score_docs=20000),
@@ -356,14 +393,19 @@ _GPU_FULL = Preset(
     ),
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
-        n_train=10_000_000,
+        n_train=3_000_000,
         n_test=5000,
         model=ModelSpec("20m", 12, 6, 384),
         train=TrainSpec(
-            epochs=1, batch_size=256, lr=1e-3, context_length=512, n_evals=16, eval_docs=2000
+            epochs=1, batch_size=256, lr=1e-3, context_length=512, n_evals=8, eval_docs=5000
         ),
         bayes_n_max=20_000_000,
         bayes_points=24,
+        bayes_corpora=16,
+        model_points=5,
+        model_n_min=100_000,
+        model_seeds=3,
+        n_val=5000,
     ),
     finetune=FinetuneSettings(max_steps=2000, batch_size=64, qa_train=5000, qa_test=2000),
     structure=StructureSettings(score_docs=50000),

@@ -1,5 +1,6 @@
 """Markdown report: one section per experiment (the paper's claim, what was run and measured, the
-theory prediction of SPEC 4.5, and whether they agree), assembled into ``OUT/README.md``."""
+theory prediction of docs/codelength.md, the preconditions, and whether they agree), assembled
+into ``OUT/README.md``."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ class Section:
         lines += [f"**Claim (paper).** {self.claim}", ""]
         lines += [f"**What was run.** {self.setup}", ""]
         lines += ["**What was measured.**", "", self.measured.strip(), ""]
-        lines += [f"**Theory (SPEC 4.5).** {self.theory}", ""]
+        lines += [f"**Theory** (docs/codelength.md). {self.theory}", ""]
         if self.preconditions:
             lines += [
                 "**Preconditions** (what the claim needs from this set-up; any that is not met "
@@ -193,10 +194,11 @@ def build_report(out: Path) -> Path:
         f"Preset **{manifest['preset']}** — {manifest['settings'].get('description', '')}.",
         "",
         "The experiments of Pan, Wang & Li (NeurIPS 2025) on Syntax-Knowledge corpora, compared "
-        "with the exact Bayesian predictor and the theory of SPEC section 4.5. Each section says "
+        "with the exact Bayesian predictor and the theory of docs/codelength.md. Each section says "
         "what the paper claims, what was run, what came out, and whether the two agree at this "
-        "scale. Raw metrics, fits (with bootstrap intervals) and figures are in each "
-        "experiment's directory.",
+        "scale. Raw metrics, fits (with intervals) and figures are in each "
+        "experiment's directory. A verdict is *not tested* when the set-up cannot test the "
+        "claim (a precondition in the section's table is not met).",
         "",
         f"Environment: synknow {env.get('synknow')}, Python {env.get('python')}, torch "
         f"{env.get('torch')}, numpy {env.get('numpy')}; device `{env.get('device')}` "

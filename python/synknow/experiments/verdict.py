@@ -115,8 +115,12 @@ class Verdict:
         return [p for p in self.preconditions if not p.met]
 
     def text(self) -> str:
-        """The report's verdict sentence: the reason, then the preconditions when there are."""
+        """The report's verdict sentence: the reason, then what made it "not tested" (the
+        preconditions not met) or, when all are met, their names."""
         parts = [self.reason] if self.reason else []
-        if self.preconditions:
-            parts.append("Preconditions: " + "; ".join(p.describe() for p in self.preconditions))
+        failed = self.failed_preconditions
+        if failed:
+            parts.append("Not tested because: " + "; ".join(p.describe() for p in failed))
+        elif self.preconditions:
+            parts.append("Preconditions met: " + "; ".join(p.name for p in self.preconditions))
         return ". ".join(parts)
