@@ -116,7 +116,8 @@ def main() -> int:
             f"alpha={alpha}: mean-excess gamma {fit['gamma_mean_excess']:.3f} "
             f"[{fit['gamma_mean_excess_ci'][0]:.3f}, {fit['gamma_mean_excess_ci'][1]:.3f}] "
             f"(theory {theory:.2f}: {'agrees' if agrees else 'disagrees'}); per corpus "
-            f"{g['mean']:.3f} +- {g['std']:.3f}; {seconds:.0f} s",
+            f"{g['mean']:.3f} +- {g['std']:.3f}; Huber fit {fit['gamma_mean_excess_huber']:.3f}; "
+            f"{seconds:.0f} s",
             flush=True,
         )
     args.out.mkdir(parents=True, exist_ok=True)
