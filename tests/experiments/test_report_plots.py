@@ -144,11 +144,14 @@ def test_procedural_presets_pack_documents_without_padding(name: str) -> None:
     """Equal-length templates make every document the same length, and the training context
     holds a whole number of documents (no padding, same number of windows in every epoch)."""
     p = PRESETS[name]
-    corpus = synknow.sample(p.corpus.config(p.base.alpha, 1), 200, seed=1)
-    lengths = np.diff(np.asarray(corpus.doc_offsets, dtype=np.int64))
-    assert lengths.min() == lengths.max()
-    assert p.base.train.context_length % int(lengths[0]) == 0
-    assert p.data_scaling.train.context_length % int(lengths[0]) == 0
+    for family, context in (
+        (p.corpus, p.base.train.context_length),
+        (p.data_scaling.corpus or p.corpus, p.data_scaling.train.context_length),
+    ):
+        corpus = synknow.sample(family.config(p.base.alpha, 1), 200, seed=1)
+        lengths = np.diff(np.asarray(corpus.doc_offsets, dtype=np.int64))
+        assert lengths.min() == lengths.max()
+        assert context % int(lengths[0]) == 0
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -99,6 +99,18 @@ class BaseSweep:
     models: tuple[ModelSpec, ...]
     train: TrainSpec
     probe_pairs: int = 4000  # (entity, attribute) fact probes per evaluation (E2, E6)
+    # Learning rates tried per model size, each for ``lr_sweep_epochs`` (the smallest budget);
+    # the one with the lowest loss on ``n_val`` held-out documents trains that size. Empty: use
+    # ``train.lr`` for every size (E2 then reports its learning-rate precondition as not met).
+    lr_sweep: tuple[float, ...] = ()
+    lr_sweep_epochs: float = 1.0
+    n_val: int = 400
+    # E2 only: repeats of every size on fresh corpora and initialisations (the base runs are the
+    # first), the size trained twice as long to check saturation ("" = the largest), and the
+    # exposures (training passes x documents) at which a fact counts as learnable.
+    seeds: int = 1
+    saturation_model: str = ""
+    min_exposures: int = 100
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,25 @@ _SMALL_DOC = 34  # tokens per document of _SMALL_CORPUS
 _SMALL_CORPUS_WIDE_NAMES = dataclasses.replace(
     _SMALL_CORPUS, overrides={**_SMALL_CORPUS.overrides, "name_parts": (100, 100, 800)}
 )
+
+# A corpus rich in knowledge per token, for model scaling where capacity must bind: 8 attributes
+# sharing one pool of 256 values (8 bits per fact, one pool in the vocabulary), every attribute in
+# every document, and a large beta (many entities of comparable frequency in the head, so most
+# of the knowledge is seen often). tests/experiments/test_capacity.py checks the arithmetic.
+_KNOWLEDGE_CORPUS = CorpusSpec(
+    preset="procedural",
+    overrides={
+        "n_attributes": 8,
+        "pool_sizes": (256,),
+        "attribute_pool": (0,) * 8,
+        "name_parts": (100, 100, 800),
+        "templates_per_attribute": 4,
+        "template_length": (3, 3),
+        "syntax_vocab": 40,
+    },
+    beta=2000.0,
+)
+_KNOWLEDGE_DOC = 66  # tokens per document of _KNOWLEDGE_CORPUS
 
 _MICRO = Preset(
     name="micro",
@@ -321,25 +352,33 @@ _CPU_TINY = Preset(
 
 _GPU_SMALL = Preset(
     name="gpu-small",
-    description="minutes on one H100: larger corpora and models up to ~5M parameters",
-    corpus=_SMALL_CORPUS_WIDE_NAMES,
+    description=(
+        "one GPU: E2 with capacity that binds (5 sizes of 24k-280k parameters, 3 seeds, a "
+        "learning-rate sweep) and E1 with 3 seeds per n"
+    ),
+    corpus=_KNOWLEDGE_CORPUS,
     base=BaseSweep(
         alpha=0.5,
-        n_train=100_000,
+        n_train=300_000,
         n_test=2000,
         models=tuple(
             ModelSpec(f"d{d}", layers, heads, d)
-            for layers, heads, d in ((2, 2, 32), (3, 4, 64), (4, 4, 128), (6, 4, 256), (6, 8, 384))
+            for layers, heads, d in ((1, 2, 16), (2, 2, 24), (2, 4, 40), (3, 4, 48), (4, 4, 64))
         ),
         train=TrainSpec(
-            epochs=30,
-            batch_size=128,
-            lr=2e-3,
-            context_length=8 * _SMALL_DOC,
-            n_evals=12,
+            epochs=50,
+            batch_size=256,
+            lr=3e-3,
+            context_length=4 * _KNOWLEDGE_DOC,
+            n_evals=8,
             eval_docs=1000,
         ),
         probe_pairs=20000,
+        lr_sweep=(1e-3, 3e-3, 1e-2),
+        lr_sweep_epochs=5,
+        n_val=2000,
+        seeds=3,
+        min_exposures=100,
     ),
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
