@@ -54,3 +54,39 @@ def test_bad_shapes_raise() -> None:
         excess_exponents(n, curves[:1])
     with pytest.raises(ValueError, match="at least 4 points"):
         excess_exponents(n, curves, fit_min=1e7)
+
+
+def test_transformer_summary_exponent_and_ratio() -> None:
+    from synknow.experiments.data_scaling import transformer_summary
+
+    rng = np.random.default_rng(4)
+    ns = [250, 500, 1000, 2000, 4000]
+    x = np.asarray(ns, dtype=float)
+    limits = rng.uniform(0.5, 0.6, size=3)
+    bayes = limits[:, None] + 5.0 * x[None, :] ** -0.5
+    model = limits[:, None] + 3.0 * (5.0 * x[None, :] ** -0.5) * (
+        1 + 0.01 * rng.normal(size=(3, 5))
+    )
+    r = transformer_summary(ns, model, bayes, limits, n_boot=200, seed=0)
+    assert r["gamma"] == pytest.approx(0.5, abs=0.02)
+    lo, hi = r["gamma_ci"]
+    assert lo <= r["gamma"] <= hi
+    assert np.allclose(r["ratio_mean"], 3.0, atol=0.1)  # the model's excess is 3x the Bayes one
+    one = transformer_summary(ns, model[:1], bayes[:1], limits[:1], n_boot=10, seed=0)
+    assert np.isnan(one["gamma_ci"][0])  # one seed: no interval
+
+
+def test_e1_preconditions_at_the_small_presets() -> None:
+    from synknow.experiments.data_scaling import model_sizes, preconditions
+    from synknow.experiments.presets import PRESETS
+
+    tiny = PRESETS["cpu-tiny"].data_scaling
+    bayes, model = preconditions(tiny, {})
+    assert all(p.met for p in bayes)  # 16 corpora, 10^6 documents: the Bayes leg is tested
+    assert not all(p.met for p in model)  # one seed, one alpha: the transformer leg is not
+    assert len(model_sizes(tiny)) == 5 and model_sizes(tiny)[-1] == tiny.n_train
+    micro = PRESETS["micro"].data_scaling
+    assert not any(p.met for p in preconditions(micro, {})[0])
+    gpu = PRESETS["gpu-small"].data_scaling
+    b, m = preconditions(gpu, {"alpha=0.5": {"transformer": {"converged_runs": 15, "runs": 15}}})
+    assert all(p.met for p in b + m)

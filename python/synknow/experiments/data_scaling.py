@@ -166,7 +166,8 @@ def _run(ctx: ExperimentContext) -> dict[float, dict[str, Any]]:
             functools.partial(_bayes_leg, ctx, alpha, seeds[: s.bayes_corpora]),
         )
         models: dict[tuple[int, int], dict[str, Any]] = {}
-        for j, seed in enumerate(seeds[: s.model_seeds]):
+        with_model = s.model_alphas is None or alpha in s.model_alphas
+        for j, seed in enumerate(seeds[: s.model_seeds] if with_model else []):
             for n in model_sizes(s):
                 ctx.log(f"alpha={alpha}: transformer {s.model.name} on n={n:,} (seed {j + 1})")
                 r = ctx.run(
@@ -401,6 +402,7 @@ def preconditions(
     s: DataScalingSettings, analysis: dict[str, Any]
 ) -> tuple[list[Precondition], list[Precondition]]:
     """What the Bayes leg and the transformer leg need, with the measured values."""
+    model_alphas = list(s.alphas if s.model_alphas is None else s.model_alphas)
     bayes = [
         Precondition.at_least("Bayes corpora per alpha", s.bayes_corpora, MIN_BAYES_CORPORA),
         Precondition.at_least("largest Bayes prefix (documents)", s.bayes_n_max, MIN_BAYES_N),
@@ -409,6 +411,12 @@ def preconditions(
     converged = sum(t["converged_runs"] for t in runs)
     total = sum(t["runs"] for t in runs)
     model = [
+        Precondition(
+            "alphas with a transformer leg",
+            ", ".join(f"{a:g}" for a in model_alphas),
+            "all of " + ", ".join(f"{a:g}" for a in s.alphas),
+            set(model_alphas) >= set(s.alphas),
+        ),
         Precondition.at_least(
             "transformer seeds (corpus and init)", s.model_seeds, MIN_MODEL_SEEDS
         ),
@@ -555,7 +563,8 @@ def run(ctx: ExperimentContext) -> Section:
             f"prefixes up to {s.bayes_n_max:,} documents; each corpus's limit E fitted on its own "
             f"curve (n >= {s.fit_min}), a power law fitted to the mean excess over corpora, 95% "
             "intervals from a bootstrap over whole corpora. Transformer: "
-            f"{s.model.name} ({s.model.n_layer} layers, d={s.model.d_model}), one run per "
+            f"{s.model.name} ({s.model.n_layer} layers, d={s.model.d_model}) at alpha in "
+            f"{list(s.alphas if s.model_alphas is None else s.model_alphas)}, one run per "
             f"n in {ns} on the first {s.model_seeds} corpora, each with its own warm-up + cosine "
             f"schedule over {s.train.epochs * s.n_train:,.0f} documents' worth of steps (n "
             f"repeated as needed), evaluated at {s.train.n_evals} evenly spaced steps; early "

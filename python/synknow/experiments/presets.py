@@ -143,6 +143,7 @@ class DataScalingSettings:
     model_seeds: int = 3
     n_val: int = 400
     corpus: CorpusSpec | None = None
+    model_alphas: tuple[float, ...] | None = None  # the transformer leg's alphas (None: all)
 
 
 @dataclass(frozen=True)
@@ -324,15 +325,15 @@ _CPU_TINY = Preset(
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
         n_train=4000,
-        n_test=1000,
+        n_test=400,
         model=ModelSpec("d32", 2, 2, 32),
         train=TrainSpec(
             epochs=4,
             batch_size=16,
             lr=3e-3,
             context_length=4 * _SMALL_DOC,
-            n_evals=5,
-            eval_docs=1000,
+            n_evals=4,
+            eval_docs=400,
         ),
         bayes_n_max=1_000_000,
         bayes_points=25,
@@ -342,6 +343,7 @@ _CPU_TINY = Preset(
         model_seeds=1,
         n_val=400,
         corpus=_SMALL_CORPUS_WIDE_NAMES,
+        model_alphas=(0.5,),
     ),
     finetune=FinetuneSettings(max_steps=300, qa_steps=120),
     n_boot=400,
