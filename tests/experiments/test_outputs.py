@@ -135,7 +135,8 @@ def test_report_embeds_every_figure(micro_run) -> None:
 def test_base_runs_are_shared_and_finished(micro_run) -> None:
     out, _ = micro_run
     runs = sorted(p.name for p in (out / "shared" / "runs").iterdir())
-    assert runs == ["base-d16", "base-d8"]
+    # the base sweep, and E2's saturation check (the largest size trained twice as long)
+    assert runs == ["base-d16", "base-d8", "e2-double-d16"]
     for r in runs:
         done = json.loads((out / "shared" / "runs" / r / "done.json").read_text())
         records = done["result"]["records"]

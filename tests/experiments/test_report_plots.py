@@ -139,7 +139,7 @@ def test_every_plot_writes_a_png(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp*"))  # atomic writes leave no temp files
 
 
-@pytest.mark.parametrize("name", ["micro", "cpu-tiny", "gpu-small"])
+@pytest.mark.parametrize("name", ["micro", "cpu-tiny", "cpu-small", "gpu-small"])
 def test_procedural_presets_pack_documents_without_padding(name: str) -> None:
     """Equal-length templates make every document the same length, and the training context
     holds a whole number of documents (no padding, same number of windows in every epoch)."""

@@ -381,11 +381,24 @@ def _figures(ctx: ExperimentContext, analysis: dict[str, Any]) -> list[tuple[str
                 "learner on the same corpora and test documents.",
             )
         )
-        plots.role_curves_plot(
+        ratio_series = [
+            {
+                "x": panel["x"],
+                "y": [v if v > 0 else float("nan") for v in ys],
+                "label": f"{role}, {panel['title']}",
+                "style": "o-" if i == 0 else ("s--" if i == 1 else "^:"),
+            }
+            for panel in panels
+            for i, (role, ys) in enumerate(panel["curves"].items())
+        ]
+        plots.lines_plot(
             ctx.path("excess_ratio_by_role.png"),
-            panels,
+            ratio_series,
             xlabel="training documents n",
-            title="E1: (transformer - E) / (Bayes - E) by role",
+            ylabel="(transformer - E) / (Bayes - E)",
+            title="E1: transformer excess over Bayes excess, by role",
+            logx=True,
+            logy=True,
         )
         figures.append(
             (

@@ -352,6 +352,81 @@ _CPU_TINY = Preset(
     threads=1,
 )
 
+# cpu-small's E2 corpus: like _KNOWLEDGE_CORPUS with a small vocabulary (CPU time grows with the
+# vocabulary times the width): 8 attributes sharing a pool of 64 values, one-word templates,
+# names 60 x 60 x 150. 50 tokens per document.
+_SMALL_KNOWLEDGE_CORPUS = CorpusSpec(
+    preset="procedural",
+    overrides={
+        "n_attributes": 8,
+        "pool_sizes": (64,),
+        "attribute_pool": (0,) * 8,
+        "name_parts": (60, 60, 150),
+        "templates_per_attribute": 2,
+        "template_length": (1, 1),
+        "syntax_vocab": 16,
+    },
+    beta=1000.0,
+)
+_SMALL_KNOWLEDGE_DOC = 50
+
+_CPU_SMALL = Preset(
+    name="cpu-small",
+    description=(
+        "not yet run: E2 with capacity that binds on paper (5 sizes of 1.5k-21k parameters, "
+        "3 seeds, a learning-rate sweep); estimated ~1.5 h on 2 CPU cores, over its 1 h target"
+    ),
+    corpus=_SMALL_KNOWLEDGE_CORPUS,
+    base=BaseSweep(
+        alpha=0.5,
+        n_train=8000,
+        n_test=500,
+        models=tuple(
+            ModelSpec(f"L{layers}d{d}", layers, heads, d)
+            for layers, heads, d in ((1, 1, 4), (1, 1, 8), (2, 1, 12), (2, 2, 16), (3, 2, 20))
+        ),
+        train=TrainSpec(
+            epochs=50,
+            batch_size=64,
+            lr=3e-3,
+            context_length=3 * _SMALL_KNOWLEDGE_DOC,
+            n_evals=6,
+            eval_docs=500,
+        ),
+        probe_pairs=4000,
+        lr_sweep=(1e-3, 3e-3, 1e-2),
+        lr_sweep_epochs=5,
+        n_val=400,
+        seeds=3,
+        min_exposures=100,
+    ),
+    data_scaling=DataScalingSettings(
+        alphas=(0.3, 0.5, 0.7),
+        n_train=4000,
+        n_test=400,
+        model=ModelSpec("d16", 2, 2, 16),
+        train=TrainSpec(
+            epochs=2,
+            batch_size=16,
+            lr=3e-3,
+            context_length=4 * _SMALL_DOC,
+            n_evals=4,
+            eval_docs=400,
+        ),
+        bayes_n_max=1_000_000,
+        bayes_points=25,
+        bayes_corpora=16,
+        model_points=5,
+        model_n_min=250,
+        model_seeds=3,
+        n_val=400,
+        corpus=_SMALL_CORPUS_WIDE_NAMES,
+    ),
+    finetune=FinetuneSettings(max_steps=300, qa_steps=120),
+    n_boot=400,
+    threads=1,
+)
+
 _GPU_SMALL = Preset(
     name="gpu-small",
     description=(
@@ -453,7 +528,9 @@ _GPU_FULL = Preset(
     n_boot=1000,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (_CPU_TINY, _GPU_SMALL, _GPU_FULL, _MICRO)}
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (_CPU_TINY, _CPU_SMALL, _GPU_SMALL, _GPU_FULL, _MICRO)
+}
 
 
 def get_preset(name: str) -> Preset:
