@@ -160,7 +160,7 @@ def test_reference_hook_with_a_stand_in() -> None:
 def test_cpu_small_binds_capacity_on_paper() -> None:
     # 8,000 documents of 8 facts (6 bits each) + a 20.4-bit name, beta 1000: ~3,900 entities;
     # with 50 epochs the ~1,300 seen at least twice reach 100 exposures (~8.8e4 bits), against
-    # 2 x 21,000 bits in the largest model (3 layers x 20).
+    # 2 x 21,600 bits in the largest model (3 layers x 20): ratio 2.05.
     p = PRESETS["cpu-small"]
     b = p.base
     available, params, layers = base_knowledge("cpu-small")
@@ -170,7 +170,7 @@ def test_cpu_small_binds_capacity_on_paper() -> None:
     assert lr_precondition([len(b.lr_sweep)] * len(params)).met and seeds_precondition(b.seeds).met
     # The base corpus with its validation documents keeps the sampler's name-supply rule.
     synknow.sample(p.corpus.config(b.alpha, p.seed), b.n_train + b.n_test + b.n_val, seed=p.seed)
-    # Training tokens: 50-token documents, 50 epochs: 2e7 tokens per run (~950 per parameter of
+    # Training tokens: 50-token documents, 50 epochs: 2e7 tokens per run (~930 per parameter of
     # the largest model); 5 sizes x 3 seeds + the sweep (3 rates x 5 epochs per size) + one run
     # twice as long: 3.7e8 tokens for E2.
     per_run = b.n_train * 50 * b.train.epochs

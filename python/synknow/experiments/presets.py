@@ -354,7 +354,7 @@ _CPU_TINY = Preset(
 
 # cpu-small's E2 corpus: like _KNOWLEDGE_CORPUS with a small vocabulary (CPU time grows with the
 # vocabulary times the width): 8 attributes sharing a pool of 64 values, one-word templates,
-# names 60 x 60 x 150. 50 tokens per document.
+# names 60 x 60 x 150: 353 tokens. 50 tokens per document.
 _SMALL_KNOWLEDGE_CORPUS = CorpusSpec(
     preset="procedural",
     overrides={
@@ -373,7 +373,7 @@ _SMALL_KNOWLEDGE_DOC = 50
 _CPU_SMALL = Preset(
     name="cpu-small",
     description=(
-        "not yet run: E2 with capacity that binds on paper (5 sizes of 1.5k-21k parameters, "
+        "not yet run: E2 with capacity that binds on paper (5 sizes of 1.6k-22k parameters, "
         "3 seeds, a learning-rate sweep); estimated ~1.5 h on 2 CPU cores, over its 1 h target"
     ),
     corpus=_SMALL_KNOWLEDGE_CORPUS,
