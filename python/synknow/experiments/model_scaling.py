@@ -57,17 +57,18 @@ def exponent_verdict(
         return Verdict.graded("inconclusive", "No usable fit", preconditions=preconditions)
     v = fit.params[name]
     lo, hi = fit.ci.get(name, (float("nan"), float("nan")))
-    measured = {name: v, f"{name}_ci": (lo, hi), "theory": theory}
-    kw = {"measured": measured, "preconditions": preconditions}
+    measured: dict[str, Any] = {name: v, f"{name}_ci": (lo, hi), "theory": theory}
+    pre = tuple(preconditions)
     if finite(lo) and lo <= theory <= hi:
         reason = f"the theory value {theory:.3f} lies inside the 95% interval"
-        return Verdict.graded("agrees", reason, **kw)
+        return Verdict.graded("agrees", reason, measured=measured, preconditions=pre)
     rel = abs(v - theory) / max(abs(theory), 1e-9)
     where = f"fitted {fit.describe(name)} vs theory {theory:.3f}"
     if rel <= 0.5:
         reason = f"{where}: outside the interval, within 50%"
-        return Verdict.graded("partly agrees", reason, **kw)
-    return Verdict.graded("does not agree", f"{where}: off by {100 * rel:.0f}%", **kw)
+        return Verdict.graded("partly agrees", reason, measured=measured, preconditions=pre)
+    reason = f"{where}: off by {100 * rel:.0f}%"
+    return Verdict.graded("does not agree", reason, measured=measured, preconditions=pre)
 
 
 def capacity_reference(
