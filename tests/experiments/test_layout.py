@@ -119,7 +119,8 @@ def test_failed_precondition_means_not_tested() -> None:
     assert "capacity binds: 0.4 (needs >= 2 (knowledge bits / capacity)), not met" in v.text()
     assert Verdict.graded("agrees", "inside", preconditions=[binds]).status == NOT_TESTED
     met = Verdict.from_checks({"a": True}, preconditions=[converged])
-    assert met.status == "agrees" and "Preconditions: runs converged" in met.text()
+    assert met.status == "agrees" and "Preconditions met: runs converged" in met.text()
+    assert "runs converged" not in v.text()  # only the failed ones explain "not tested"
 
 
 def test_verdict_statuses_are_section_verdicts() -> None:
@@ -170,3 +171,30 @@ def test_outputs_are_atomic_and_follow_the_umask(tmp_path: Path) -> None:
         save_figure(fig, tmp_path / "b.png")
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.png"]
     assert b.read_bytes().startswith(b"\x89PNG")  # the old figure is intact
+
+
+def test_section_shows_preconditions_as_a_table() -> None:
+    from synknow.experiments.report import Section, precondition_rows
+
+    binds = Precondition.at_least("capacity binds", 0.4, 2, "x capacity")
+    seeds = Precondition.at_least("seeds per result", 3, 3)
+    v = Verdict.graded("agrees", "inside the interval", preconditions=[binds, seeds])
+    assert v.status == NOT_TESTED and not binds.met and seeds.met
+    assert not Precondition.at_least("x", float("nan"), 1).met
+    assert not Precondition.at_least("x", None, 1).met  # type: ignore[arg-type]
+    section = Section(
+        experiment="model-scaling",
+        claim="c",
+        setup="s",
+        measured="m",
+        theory="t",
+        verdict=v.status,
+        verdict_text=v.text(),
+        preconditions=precondition_rows(v.preconditions),
+    )
+    md = section.to_markdown()
+    assert "| precondition | measured | requirement | met |" in md
+    assert "| capacity binds | 0.4 | >= 2 x capacity | **no** |" in md
+    assert "| seeds per result | 3 | >= 3 | yes |" in md
+    assert md.index("**Preconditions**") < md.index("**Verdict: not tested.**")
+    assert Section.from_dict(section.to_dict()).preconditions == section.preconditions

@@ -135,7 +135,8 @@ def test_report_embeds_every_figure(micro_run) -> None:
 def test_base_runs_are_shared_and_finished(micro_run) -> None:
     out, _ = micro_run
     runs = sorted(p.name for p in (out / "shared" / "runs").iterdir())
-    assert runs == ["base-d16", "base-d8"]
+    # the base sweep, and E2's saturation check (the largest size trained twice as long)
+    assert runs == ["base-d16", "base-d8", "e2-double-d16"]
     for r in runs:
         done = json.loads((out / "shared" / "runs" / r / "done.json").read_text())
         records = done["result"]["records"]
@@ -169,3 +170,24 @@ def test_expected_table_covers_every_experiment() -> None:
 
     assert set(EXPECTED) == set(EXPERIMENTS)
     assert Path(__file__).parent.joinpath("conftest.py").is_file()
+
+
+@needs_codelength
+@pytest.mark.slow
+def test_micro_reports_show_preconditions_and_seed_intervals(micro_run) -> None:
+    out, _ = micro_run
+    fits = json.loads((out / "data-scaling" / "fits.json").read_text())
+    for entry in fits.values():
+        bayes = entry["bayes"]
+        assert len(bayes["per_corpus"]) == 3  # micro: 3 corpora per alpha
+        assert bayes["interval_method"].startswith("bootstrap over 3 corpora")
+    for name in ("data-scaling", "model-scaling"):
+        section = json.loads((out / name / "section.json").read_text())
+        assert section["verdict"] == "not tested"  # micro can test nothing
+        assert section["preconditions"] and not all(p["met"] for p in section["preconditions"])
+        assert (
+            "| precondition | measured | requirement | met |"
+            in (out / name / "section.md").read_text()
+        )
+    e2 = json.loads((out / "model-scaling" / "section.json").read_text())
+    assert any(p["name"].startswith("capacity binds") for p in e2["preconditions"])

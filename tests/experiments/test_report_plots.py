@@ -139,16 +139,19 @@ def test_every_plot_writes_a_png(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp*"))  # atomic writes leave no temp files
 
 
-@pytest.mark.parametrize("name", ["micro", "cpu-tiny", "gpu-small"])
+@pytest.mark.parametrize("name", ["micro", "cpu-tiny", "cpu-small", "gpu-small"])
 def test_procedural_presets_pack_documents_without_padding(name: str) -> None:
     """Equal-length templates make every document the same length, and the training context
     holds a whole number of documents (no padding, same number of windows in every epoch)."""
     p = PRESETS[name]
-    corpus = synknow.sample(p.corpus.config(p.base.alpha, 1), 200, seed=1)
-    lengths = np.diff(np.asarray(corpus.doc_offsets, dtype=np.int64))
-    assert lengths.min() == lengths.max()
-    assert p.base.train.context_length % int(lengths[0]) == 0
-    assert p.data_scaling.train.context_length % int(lengths[0]) == 0
+    for family, context in (
+        (p.corpus, p.base.train.context_length),
+        (p.data_scaling.corpus or p.corpus, p.data_scaling.train.context_length),
+    ):
+        corpus = synknow.sample(family.config(p.base.alpha, 1), 200, seed=1)
+        lengths = np.diff(np.asarray(corpus.doc_offsets, dtype=np.int64))
+        assert lengths.min() == lengths.max()
+        assert context % int(lengths[0]) == 0
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -157,8 +160,9 @@ def test_preset_corpora_have_enough_names(name: str) -> None:
     p = PRESETS[name]
     s = p.data_scaling
     n = max(s.n_train, s.bayes_n_max) + s.n_test
+    family = s.corpus or p.corpus
     for alpha in s.alphas:
-        cfg = p.corpus.config(alpha, 1)
+        cfg = family.config(alpha, 1)
         expected = synknow.theory.expected_entities(n, alpha, cfg.beta)
         assert np.prod(cfg.name_parts) >= 100 * expected, (alpha, expected)
 

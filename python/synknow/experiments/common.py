@@ -18,10 +18,14 @@ from synknow.tokens import IGNORE, log_grid
 __all__ = [
     "corpus_for",
     "base_corpus",
+    "validation_docs",
+    "validation_bits",
+    "choose_lr",
     "log_steps",
     "train_with_evaluations",
     "flatten_eval",
     "base_runs",
+    "model_sweep",
     "load_model",
     "pick_base_model",
     "bayes_learning_curve",
@@ -45,9 +49,62 @@ def corpus_for(ctx: ExperimentContext, alpha: float, n_docs: int, seed: int) -> 
     return ctx.cache[key]
 
 
-def base_corpus(ctx: ExperimentContext) -> Any:
+def base_corpus(ctx: ExperimentContext, seed: int | None = None) -> Any:
     b = ctx.preset.base
-    return corpus_for(ctx, b.alpha, b.n_train + b.n_test, ctx.preset.seed)
+    seed = ctx.preset.seed if seed is None else seed
+    return corpus_for(ctx, b.alpha, b.n_train + b.n_test, seed)
+
+
+def validation_docs(ctx: ExperimentContext, seed: int | None = None) -> tuple[Any, np.ndarray]:
+    """Held-out documents of the base corpus's distribution: the base corpus sampled ``n_val``
+    documents longer (sampling is sequential, so the first documents are the same ones) and
+    those extra documents, which no run trains or is tested on."""
+    b = ctx.preset.base
+    seed = ctx.preset.seed if seed is None else seed
+    longer = corpus_for(ctx, b.alpha, b.n_train + b.n_test + b.n_val, seed)
+    return longer, np.arange(b.n_train + b.n_test, b.n_train + b.n_test + b.n_val)
+
+
+def validation_bits(model: Any, corpus: Any, docs: np.ndarray) -> float:
+    """The model's bits per token on ``docs`` (each scored on its own, as in evaluation)."""
+    off = np.asarray(corpus.doc_offsets, dtype=np.int64)
+    tokens = float((off[docs + 1] - off[docs]).sum())
+    return float(document_bits(model, corpus, docs).sum()) / tokens
+
+
+def choose_lr(
+    ctx: ExperimentContext, spec: ModelSpec, corpus: Any, *, seed: int | None = None
+) -> tuple[float, dict[str, float]]:
+    """The learning rate for ``spec``: each of the preset's ``lr_sweep`` values trains it for
+    ``lr_sweep_epochs`` (shared runs ``lr-<model>-<lr>``), and the lowest held-out loss wins;
+    ``(train.lr, {})`` when there is no sweep. Returns ``(lr, {lr: held-out bits/token})``."""
+    import dataclasses
+
+    b = ctx.preset.base
+    if not b.lr_sweep:
+        return b.train.lr, {}
+    seed = ctx.preset.seed if seed is None else seed
+    longer, docs = validation_docs(ctx, seed)
+    scores: dict[str, float] = {}
+    for lr in b.lr_sweep:
+        tspec = dataclasses.replace(b.train, lr=lr, epochs=b.lr_sweep_epochs, n_evals=1)
+
+        def fn(run_dir: Path, tspec: TrainSpec = tspec) -> dict[str, Any]:
+            def on_eval(model: Any, step: int, final: bool) -> dict[str, Any]:
+                return {"val_bits_per_token": validation_bits(model, longer, docs)}
+
+            return train_with_evaluations(
+                ctx, corpus, spec, tspec, b.n_train, b.n_test, run_dir,
+                on_eval=on_eval, seed=seed, desc=f"lr {spec.name} {tspec.lr:g}",
+            )  # fmt: skip
+
+        r = ctx.run(f"lr-{spec.name}-{lr:g}-seed{seed}", fn, shared=True)
+        if r is not None:
+            scores[f"{lr:g}"] = r["records"][-1]["val_bits_per_token"]
+    if not scores:
+        return b.train.lr, {}
+    best = min(scores, key=lambda k: scores[k])
+    return float(best), scores
 
 
 def log_steps(total: int, k: int, first: int = 1) -> list[int]:
@@ -131,9 +188,11 @@ def train_with_evaluations(
     on_eval: Callable[[Any, int, bool], dict[str, Any]],
     seed: int | None = None,
     desc: str = "",
+    spacing: str = "log",
 ) -> dict[str, Any]:
     """Pre-trains ``spec`` on the first ``n_train`` documents with :func:`synknow.train.train`,
-    stopping at ``tspec.n_evals`` log-spaced steps (the trainer's ``stop_at``; its resume is
+    stopping at ``tspec.n_evals`` log-spaced steps (``spacing="linear"``: evenly spaced, as
+    early stopping wants) (the trainer's ``stop_at``; its resume is
     exact, so the run is the same as an uninterrupted one). At every stop
     ``on_eval(model, step, final)`` returns a record; records go to ``evals.jsonl``.
 
@@ -160,7 +219,14 @@ def train_with_evaluations(
     )
     data = TrainData(corpus, n_train, tspec.context_length, shuffle_seed=seed)
     total = data.steps_for(tspec.epochs, tspec.batch_size)
-    stops = log_steps(total, tspec.n_evals, first=max(1, min(4, total)))
+    if spacing == "linear":
+        stops = sorted(
+            {max(1, round(total * (i + 1) / tspec.n_evals)) for i in range(tspec.n_evals)}
+        )
+    elif spacing == "log":
+        stops = log_steps(total, tspec.n_evals, first=max(1, min(4, total)))
+    else:
+        raise ValueError(f"spacing must be 'log' or 'linear', got {spacing!r}")
     # Documents consumed by each step, exactly within the first epoch (windows hold whole
     # documents); later epochs count n_train documents per pass, pro rata.
     first_epoch = np.array([len(data.window_docs(i)) for i in range(data.windows_per_epoch)])
@@ -235,17 +301,35 @@ def base_runs(ctx: ExperimentContext) -> dict[str, dict[str, Any]]:
     """The shared base sweep: every base model size trained on the base corpus, evaluated at
     log-spaced steps by role, by frequency bucket, and with fact probes. Finished runs are
     reused by every experiment that needs them (``OUT/shared/runs/base-<model>``)."""
+    return model_sweep(ctx, ctx.preset.seed, "base")
+
+
+def model_sweep(
+    ctx: ExperimentContext,
+    seed: int,
+    prefix: str,
+    *,
+    epochs_factor: float = 1.0,
+    only: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every base model size (or only the one named ``only``) trained on the base corpus of
+    ``seed`` with its chosen learning rate (:func:`choose_lr`) for ``epochs_factor`` times the
+    preset's epochs; shared runs ``<prefix>-<model>``. ``base_runs`` is the sweep of the
+    preset's seed; E2 adds repeats on other seeds and a longer run to check saturation."""
+    import dataclasses
+
     from synknow.experiments.probes import fact_probes, probe_model
     from synknow.train.eval import evaluate
 
-    key = "base_runs"
+    key = f"sweep:{prefix}:{seed}:{epochs_factor}:{only}"
     if key in ctx.cache:
         return ctx.cache[key]
     b = ctx.preset.base
-    corpus = base_corpus(ctx)
-    probes = fact_probes(corpus, b.n_train, max_pairs=b.probe_pairs, seed=ctx.preset.seed)
+    corpus = base_corpus(ctx, seed)
+    probes = fact_probes(corpus, b.n_train, max_pairs=b.probe_pairs, seed=seed)
     results: dict[str, dict[str, Any]] = {}
-    for i, spec in enumerate(b.models):
+    models = [m for m in b.models if only is None or m.name == only]
+    for i, spec in enumerate(models):
 
         def on_eval(model: Any, step: int, final: bool) -> dict[str, Any]:
             report = evaluate(
@@ -273,21 +357,32 @@ def base_runs(ctx: ExperimentContext) -> dict[str, dict[str, Any]]:
                 "probes": probe_model(model, probes),
             }
 
-        def fn(run_dir: Path, spec: ModelSpec = spec, i: int = i) -> dict[str, Any]:
-            ctx.log(f"base model {spec.name} ({i + 1}/{len(b.models)})")
-            return train_with_evaluations(
+        lr, sweep = choose_lr(ctx, spec, corpus, seed=seed)
+        tspec = dataclasses.replace(b.train, lr=lr, epochs=b.train.epochs * epochs_factor)
+
+        def fn(
+            run_dir: Path,
+            spec: ModelSpec = spec,
+            i: int = i,
+            tspec: TrainSpec = tspec,
+            sweep: Any = sweep,
+        ) -> dict[str, Any]:
+            ctx.log(f"{prefix} model {spec.name} ({i + 1}/{len(models)}), lr {tspec.lr:g}")
+            result = train_with_evaluations(
                 ctx,
                 corpus,
                 spec,
-                b.train,
+                tspec,
                 b.n_train,
                 b.n_test,
                 run_dir,
                 on_eval=on_eval,
-                desc=f"base {spec.name}",
+                seed=seed,
+                desc=f"{prefix} {spec.name}",
             )
+            return {**result, "lr": tspec.lr, "lr_sweep": sweep, "epochs": tspec.epochs}
 
-        result = ctx.run(f"base-{spec.name}", fn, shared=True)
+        result = ctx.run(f"{prefix}-{spec.name}", fn, shared=True)
         if result is not None:
             results[spec.name] = result
     ctx.cache[key] = results

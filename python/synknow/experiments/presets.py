@@ -99,13 +99,35 @@ class BaseSweep:
     models: tuple[ModelSpec, ...]
     train: TrainSpec
     probe_pairs: int = 4000  # (entity, attribute) fact probes per evaluation (E2, E6)
+    # Learning rates tried per model size, each for ``lr_sweep_epochs`` (the smallest budget);
+    # the one with the lowest loss on ``n_val`` held-out documents trains that size. Empty: use
+    # ``train.lr`` for every size (E2 then reports its learning-rate precondition as not met).
+    lr_sweep: tuple[float, ...] = ()
+    lr_sweep_epochs: float = 1.0
+    n_val: int = 400
+    # E2 only: repeats of every size on fresh corpora and initialisations (the base runs are the
+    # first), the size trained twice as long to check saturation ("" = the largest), and the
+    # exposures (training passes x documents) at which a fact counts as learnable.
+    seeds: int = 1
+    saturation_model: str = ""
+    min_exposures: int = 100
 
 
 @dataclass(frozen=True)
 class DataScalingSettings:
-    """E1: one model size trained in a single pass per ``alpha``, evaluated at log-spaced
-    numbers of documents seen; the Bayes learning curve on the same test split, up to
-    ``bayes_n_max`` training documents."""
+    """E1, two legs on the same corpora (one corpus per seed; the last ``n_test`` documents of
+    each, a corpus of ``bayes_n_max + n_test`` documents, are its test split).
+
+    Bayes leg: the exact learning curve of ``bayes_corpora`` corpora per alpha at
+    ``bayes_points`` log-spaced prefixes up to ``bayes_n_max``, fitted over ``n >= fit_min``.
+
+    Transformer leg: for ``model_points`` log-spaced training-set sizes ``n`` from
+    ``model_n_min`` to ``n_train``, a separate run of ``model`` on the first ``n`` documents of
+    each of the first ``model_seeds`` corpora, with its own learning-rate schedule; every run
+    gets the optimiser steps of ``train.epochs`` passes over ``n_train`` documents (so small
+    ``n`` are repeated more), evaluated at ``train.n_evals`` evenly spaced steps; early stopping
+    on ``n_val`` held-out documents of the training distribution picks the reported point.
+    ``corpus`` (``None``: the preset's) is the corpus family of both legs."""
 
     alphas: tuple[float, ...]
     n_train: int
@@ -114,6 +136,14 @@ class DataScalingSettings:
     train: TrainSpec
     bayes_n_max: int
     bayes_points: int = 14
+    bayes_corpora: int = 16
+    fit_min: int = 100
+    model_points: int = 5
+    model_n_min: int = 250
+    model_seeds: int = 3
+    n_val: int = 400
+    corpus: CorpusSpec | None = None
+    model_alphas: tuple[float, ...] | None = None  # the transformer leg's alphas (None: all)
 
 
 @dataclass(frozen=True)
@@ -193,6 +223,25 @@ _SMALL_CORPUS_WIDE_NAMES = dataclasses.replace(
     _SMALL_CORPUS, overrides={**_SMALL_CORPUS.overrides, "name_parts": (100, 100, 800)}
 )
 
+# A corpus rich in knowledge per token, for model scaling where capacity must bind: 8 attributes
+# sharing one pool of 256 values (8 bits per fact, one pool in the vocabulary), every attribute in
+# every document, and a large beta (many entities of comparable frequency in the head, so most
+# of the knowledge is seen often). tests/experiments/test_capacity.py checks the arithmetic.
+_KNOWLEDGE_CORPUS = CorpusSpec(
+    preset="procedural",
+    overrides={
+        "n_attributes": 8,
+        "pool_sizes": (256,),
+        "attribute_pool": (0,) * 8,
+        "name_parts": (100, 100, 800),
+        "templates_per_attribute": 4,
+        "template_length": (3, 3),
+        "syntax_vocab": 40,
+    },
+    beta=2000.0,
+)
+_KNOWLEDGE_DOC = 66  # tokens per document of _KNOWLEDGE_CORPUS
+
 _MICRO = Preset(
     name="micro",
     description="seconds; for the test suite only (numbers are meaningless)",
@@ -222,9 +271,15 @@ _MICRO = Preset(
         n_train=160,
         n_test=40,
         model=ModelSpec("d8", 1, 1, 8),
-        train=TrainSpec(epochs=1, batch_size=8, context_length=64, n_evals=5, eval_docs=20),
+        train=TrainSpec(epochs=1, batch_size=8, context_length=64, n_evals=3, eval_docs=20),
         bayes_n_max=400,
-        bayes_points=6,
+        bayes_points=8,
+        bayes_corpora=3,
+        fit_min=20,
+        model_points=3,
+        model_n_min=40,
+        model_seeds=1,
+        n_val=40,
     ),
     finetune=FinetuneSettings(
         repetitions=(1, 3),
@@ -264,22 +319,34 @@ _CPU_TINY = Preset(
             eval_docs=200,
         ),
         probe_pairs=2000,
+        # The saturation check on the cheapest size keeps the demo short; capacity cannot bind
+        # at this scale anyway (E2 is "not tested" here).
+        saturation_model="d16",
     ),
+    # The Bayes leg at full strength (16 corpora, 10^6 documents: under a minute per alpha);
+    # the transformer leg with one seed only, so its verdict is "not tested" at this scale.
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
-        n_train=12000,
+        n_train=4000,
         n_test=400,
-        model=ModelSpec("d64", 2, 4, 64),
-        # Small batches: one pass over few documents, so as many optimiser steps as possible.
+        model=ModelSpec("d32", 2, 2, 32),
         train=TrainSpec(
-            epochs=1,
-            batch_size=4,
+            epochs=2,
+            batch_size=16,
             lr=3e-3,
             context_length=4 * _SMALL_DOC,
-            n_evals=10,
-            eval_docs=200,
+            n_evals=4,
+            eval_docs=400,
         ),
-        bayes_n_max=200_000,
+        bayes_n_max=1_000_000,
+        bayes_points=25,
+        bayes_corpora=16,
+        model_points=5,
+        model_n_min=250,
+        model_seeds=1,
+        n_val=400,
+        corpus=_SMALL_CORPUS_WIDE_NAMES,
+        model_alphas=(0.5,),
     ),
     finetune=FinetuneSettings(max_steps=300, qa_steps=120),
     n_boot=400,
@@ -288,43 +355,132 @@ _CPU_TINY = Preset(
     threads=1,
 )
 
-_GPU_SMALL = Preset(
-    name="gpu-small",
-    description="minutes on one H100: larger corpora and models up to ~5M parameters",
-    corpus=_SMALL_CORPUS_WIDE_NAMES,
+# cpu-small's E2 corpus: like _KNOWLEDGE_CORPUS with a small vocabulary (CPU time grows with the
+# vocabulary times the width): 8 attributes sharing a pool of 64 values, one-word templates,
+# names 60 x 60 x 150: 353 tokens. 50 tokens per document.
+_SMALL_KNOWLEDGE_CORPUS = CorpusSpec(
+    preset="procedural",
+    overrides={
+        "n_attributes": 8,
+        "pool_sizes": (64,),
+        "attribute_pool": (0,) * 8,
+        "name_parts": (60, 60, 150),
+        "templates_per_attribute": 2,
+        "template_length": (1, 1),
+        "syntax_vocab": 16,
+    },
+    beta=1000.0,
+)
+_SMALL_KNOWLEDGE_DOC = 50
+
+_CPU_SMALL = Preset(
+    name="cpu-small",
+    description=(
+        "not yet run: E2 with capacity that binds on paper (5 sizes of 1.6k-22k parameters, "
+        "3 seeds, a learning-rate sweep); estimated ~1.5 h on 2 CPU cores, over its 1 h target"
+    ),
+    corpus=_SMALL_KNOWLEDGE_CORPUS,
     base=BaseSweep(
         alpha=0.5,
-        n_train=100_000,
-        n_test=2000,
+        n_train=8000,
+        n_test=500,
         models=tuple(
-            ModelSpec(f"d{d}", layers, heads, d)
-            for layers, heads, d in ((2, 2, 32), (3, 4, 64), (4, 4, 128), (6, 4, 256), (6, 8, 384))
+            ModelSpec(f"L{layers}d{d}", layers, heads, d)
+            for layers, heads, d in ((1, 1, 4), (1, 1, 8), (2, 1, 12), (2, 2, 16), (3, 2, 20))
         ),
         train=TrainSpec(
-            epochs=30,
-            batch_size=128,
-            lr=2e-3,
-            context_length=8 * _SMALL_DOC,
-            n_evals=12,
-            eval_docs=1000,
+            epochs=50,
+            batch_size=64,
+            lr=3e-3,
+            context_length=3 * _SMALL_KNOWLEDGE_DOC,
+            n_evals=6,
+            eval_docs=500,
         ),
-        probe_pairs=20000,
+        probe_pairs=4000,
+        lr_sweep=(1e-3, 3e-3, 1e-2),
+        lr_sweep_epochs=5,
+        n_val=400,
+        seeds=3,
+        min_exposures=100,
     ),
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
-        n_train=1_000_000,
-        n_test=2000,
-        model=ModelSpec("d256", 6, 4, 256),
+        n_train=4000,
+        n_test=400,
+        model=ModelSpec("d16", 2, 2, 16),
         train=TrainSpec(
-            epochs=1,
+            epochs=2,
+            batch_size=16,
+            lr=3e-3,
+            context_length=4 * _SMALL_DOC,
+            n_evals=4,
+            eval_docs=400,
+        ),
+        bayes_n_max=1_000_000,
+        bayes_points=25,
+        bayes_corpora=16,
+        model_points=5,
+        model_n_min=250,
+        model_seeds=3,
+        n_val=400,
+        corpus=_SMALL_CORPUS_WIDE_NAMES,
+    ),
+    finetune=FinetuneSettings(max_steps=300, qa_steps=120),
+    n_boot=400,
+    threads=1,
+)
+
+_GPU_SMALL = Preset(
+    name="gpu-small",
+    description=(
+        "one GPU: E2 with capacity that binds (5 sizes of 24k-280k parameters, 3 seeds, a "
+        "learning-rate sweep) and E1 with 3 seeds per n"
+    ),
+    corpus=_KNOWLEDGE_CORPUS,
+    base=BaseSweep(
+        alpha=0.5,
+        n_train=300_000,
+        n_test=2000,
+        models=tuple(
+            ModelSpec(f"d{d}", layers, heads, d)
+            for layers, heads, d in ((1, 2, 16), (2, 2, 24), (2, 4, 40), (3, 4, 48), (4, 4, 64))
+        ),
+        train=TrainSpec(
+            epochs=50,
+            batch_size=256,
+            lr=3e-3,
+            context_length=4 * _KNOWLEDGE_DOC,
+            n_evals=8,
+            eval_docs=1000,
+        ),
+        probe_pairs=20000,
+        lr_sweep=(1e-3, 3e-3, 1e-2),
+        lr_sweep_epochs=5,
+        n_val=2000,
+        seeds=3,
+        min_exposures=100,
+    ),
+    data_scaling=DataScalingSettings(
+        alphas=(0.3, 0.5, 0.7),
+        n_train=100_000,
+        n_test=2000,
+        model=ModelSpec("d128", 4, 4, 128),
+        train=TrainSpec(
+            epochs=3,
             batch_size=128,
             lr=2e-3,
             context_length=8 * _SMALL_DOC,
-            n_evals=12,
-            eval_docs=1000,
+            n_evals=6,
+            eval_docs=2000,
         ),
         bayes_n_max=2_000_000,
-        bayes_points=20,
+        bayes_points=25,
+        bayes_corpora=16,
+        model_points=5,
+        model_n_min=3000,
+        model_seeds=3,
+        n_val=2000,
+        corpus=_SMALL_CORPUS_WIDE_NAMES,
     ),
     finetune=FinetuneSettings(max_steps=1000, batch_size=32, qa_train=2000, qa_test=1000),
     structure=StructureSettings(score_docs=20000),
@@ -356,21 +512,28 @@ _GPU_FULL = Preset(
     ),
     data_scaling=DataScalingSettings(
         alphas=(0.3, 0.5, 0.7),
-        n_train=10_000_000,
+        n_train=3_000_000,
         n_test=5000,
         model=ModelSpec("20m", 12, 6, 384),
         train=TrainSpec(
-            epochs=1, batch_size=256, lr=1e-3, context_length=512, n_evals=16, eval_docs=2000
+            epochs=1, batch_size=256, lr=1e-3, context_length=512, n_evals=8, eval_docs=5000
         ),
         bayes_n_max=20_000_000,
         bayes_points=24,
+        bayes_corpora=16,
+        model_points=5,
+        model_n_min=100_000,
+        model_seeds=3,
+        n_val=5000,
     ),
     finetune=FinetuneSettings(max_steps=2000, batch_size=64, qa_train=5000, qa_test=2000),
     structure=StructureSettings(score_docs=50000),
     n_boot=1000,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (_CPU_TINY, _GPU_SMALL, _GPU_FULL, _MICRO)}
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (_CPU_TINY, _CPU_SMALL, _GPU_SMALL, _GPU_FULL, _MICRO)
+}
 
 
 def get_preset(name: str) -> Preset:

@@ -24,6 +24,7 @@ __all__ = [
     "revealed_pairs",
     "render_sentence",
     "fact_probes",
+    "fresh_names",
     "sentence_probes",
     "pad_rows",
     "document_targets",
@@ -80,6 +81,9 @@ class ValueTargets:
     entity: np.ndarray
     count: np.ndarray
     layout: ValueLayout
+    # The same sentences with a name no entity of the corpus has: what the model predicts when it
+    # knows nothing about the entity, the baseline of the knowledge measures in probe_model.
+    control: ValueTargets | None = None
 
     def __len__(self) -> int:
         return len(self.row)
@@ -125,15 +129,38 @@ def pad_rows(rows: list[list[int]]) -> np.ndarray:
     return out
 
 
+def fresh_names(corpus: Any, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` names (token ids, one row each) that no entity of ``corpus`` has, drawn
+    uniformly from the unused names (rejection sampling: the name space is at least 100 times
+    the expected number of entities, so almost every draw is accepted)."""
+    g = corpus.grammar
+    starts = np.asarray(g["name_start"], dtype=np.int64)
+    sizes = np.asarray(g["name_size"], dtype=np.int64)
+    used = {tuple(r) for r in np.asarray(corpus.entity_names, dtype=np.int64).tolist()}
+    total = int(np.prod(sizes))
+    if total - len(used) < 1:
+        raise ValueError("the corpus uses every name: no fresh name for the probe controls")
+    out = np.empty((count, len(sizes)), dtype=np.int64)
+    filled = 0
+    while filled < count:
+        draw = starts + rng.integers(0, sizes, size=(count - filled, len(sizes)))
+        for row in draw:
+            if tuple(row.tolist()) not in used:
+                out[filled] = row
+                filled += 1
+    return out
+
+
 def fact_probes(corpus: Any, n_train: int, *, max_pairs: int, seed: int) -> ValueTargets:
     """Fact probes for (up to ``max_pairs``, a uniform sample of) the pairs revealed in the
-    first ``n_train`` documents."""
+    first ``n_train`` documents, each with its control: the same sentence about a fresh name."""
     rng = np.random.default_rng([seed, 0x9B0BE5])
     ent, attr = revealed_pairs(corpus, n_train)
     if len(ent) > max_pairs:
         keep = np.sort(rng.choice(len(ent), size=max_pairs, replace=False))
         ent, attr = ent[keep], attr[keep]
     counts = corpus.entity_counts_at(n_train)
+    controls = fresh_names(corpus, len(ent), np.random.default_rng([seed, 0xC0A7]))
     return sentence_probes(
         corpus,
         np.asarray(corpus.entity_names, dtype=np.int64)[ent],
@@ -142,6 +169,7 @@ def fact_probes(corpus: Any, n_train: int, *, max_pairs: int, seed: int) -> Valu
         ent,
         counts[ent],
         rng,
+        control_names=controls,
     )
 
 
@@ -153,17 +181,43 @@ def sentence_probes(
     entities: np.ndarray,
     counts: np.ndarray,
     rng: np.random.Generator,
+    *,
+    control_names: np.ndarray | None = None,
 ) -> ValueTargets:
     """One probe document per row: ``BOS`` + a sentence of ``attributes[i]`` (template drawn
-    from ``theta``) stating ``values[i]`` about the name ``names[i]`` + ``EOS``."""
+    from ``theta``) stating ``values[i]`` about the name ``names[i]`` + ``EOS``. With
+    ``control_names`` (one per row), :attr:`ValueTargets.control` holds the same sentences (same
+    templates, same values) about those names instead."""
     skeletons = corpus.grammar["skeletons"]
     theta = corpus.theta
-    rows, pos = [], []
+    rows, pos, templates = [], [], []
     for name, v, a in zip(names, values.tolist(), attributes.tolist(), strict=True):
         t = int(rng.choice(len(theta[a]), p=theta[a] / theta[a].sum()))
+        templates.append(t)
         toks, at = render_sentence(skeletons[a][t], name, int(v))
         rows.append([BOS, *toks, EOS])
         pos.append(at + 1)
+    control = None
+    if control_names is not None:
+        if len(control_names) != len(rows):
+            raise ValueError(f"control_names has {len(control_names)} rows, the probes {len(rows)}")
+        c_rows, c_pos = [], []
+        for name, v, a, t in zip(
+            control_names, values.tolist(), attributes.tolist(), templates, strict=True
+        ):
+            toks, at = render_sentence(skeletons[a][t], name, int(v))
+            c_rows.append([BOS, *toks, EOS])
+            c_pos.append(at + 1)
+        control = ValueTargets(
+            tokens=pad_rows(c_rows),
+            row=np.arange(len(c_rows)),
+            pos=np.asarray(c_pos, dtype=np.int64),
+            value=np.asarray(values, dtype=np.int64),
+            attribute=np.asarray(attributes, dtype=np.int64),
+            entity=np.full(len(c_rows), -1, dtype=np.int64),
+            count=np.zeros(len(c_rows), dtype=np.int64),
+            layout=ValueLayout.of(corpus),
+        )
     return ValueTargets(
         tokens=pad_rows(rows),
         row=np.arange(len(rows)),
@@ -173,6 +227,7 @@ def sentence_probes(
         entity=np.asarray(entities, dtype=np.int64),
         count=np.asarray(counts, dtype=np.int64),
         layout=ValueLayout.of(corpus),
+        control=control,
     )
 
 
@@ -303,15 +358,39 @@ def summarise_distribution(
 
 
 def probe_model(model: Any, probes: ValueTargets) -> dict[str, Any]:
-    """Summary of fact probes: accuracy, chance-corrected facts known, and knowledge bits
-    (``prior bits - pool bits`` per pair: how much shorter the model codes the true value than
-    the prior ``H_a`` does, with its distribution renormalised to the value pool so that mass
-    leaking to non-value tokens, a syntax matter, is not charged to knowledge), overall and by
+    """Summary of fact probes: accuracy, facts known and knowledge bits, overall and by
     frequency bucket. Values are per probed pair; ``n_pairs`` says how many were probed
-    (multiply the means by the number of revealed pairs for totals)."""
+    (multiply the means by the number of revealed pairs for totals).
+
+    With controls (:func:`fact_probes` makes them) the knowledge measures are *differences
+    between the entity's name and a fresh name* in the same sentence, scored by the same model:
+
+    * ``known_fraction`` = (accuracy on the real names - accuracy on the fresh names) /
+      (1 - accuracy on the fresh names): the share of pairs the model gets right because it
+      knows the entity, beyond what it gets right without knowing it (the marginal of the values,
+      or luck);
+    * ``bits_gain_per_pair`` = the model's bits for the true value after a fresh name minus its
+      bits after the entity's name, both under its distribution renormalised to the value pool
+      (mass leaking to non-value tokens is a syntax matter, not knowledge).
+
+    A model that ignores the name (untrained, random, or one that learned only the value
+    marginals) scores the same on both, so both measures are zero in expectation for it, never
+    biased below. (Without controls the older measures are returned: chance ``1/|pool|`` and
+    the gain over the prior ``H_a``; both are negative for an untrained model, since its argmax
+    runs over the whole vocabulary and its pool distribution is not ``H_a``.)
+    """
     s = value_stats(model, probes)
-    known = (s["credit"] - s["chance"]) / (1.0 - s["chance"])
-    gain = s["prior_bits"] - s["pool_bits"]
+    if probes.control is not None:
+        c = value_stats(model, probes.control)
+        base_acc = float(c["credit"].mean())
+        known = (s["credit"] - c["credit"]) / max(1.0 - base_acc, 1e-12)
+        gain = c["pool_bits"] - s["pool_bits"]
+        baseline = "fresh-name control"
+    else:
+        base_acc = float(s["chance"].mean())
+        known = (s["credit"] - s["chance"]) / (1.0 - s["chance"])
+        gain = s["prior_bits"] - s["pool_bits"]
+        baseline = "chance 1/|pool| and prior H_a"
     buckets = {}
     b = probes.bucket
     for v in np.unique(b).tolist():
@@ -322,12 +401,16 @@ def probe_model(model: Any, probes: ValueTargets) -> dict[str, Any]:
             "known": float(known[m].mean()),
             "bits_gain": float(gain[m].mean()),
         }
+    n = len(probes)
     return {
-        "n_pairs": len(probes),
+        "n_pairs": n,
+        "baseline": baseline,
         "accuracy": float(s["credit"].mean()),
-        "chance": float(s["chance"].mean()),
+        "chance": base_acc,
         "known_fraction": float(known.mean()),
+        "known_fraction_se": float(known.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
         "bits_gain_per_pair": float(gain.mean()),
+        "bits_gain_se": float(gain.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
         "raw_bits_gain_per_pair": float((s["prior_bits"] - s["bits"]).mean()),
         "prior_bits_per_pair": float(s["prior_bits"].mean()),
         "buckets": buckets,

@@ -1,19 +1,22 @@
 """Markdown report: one section per experiment (the paper's claim, what was run and measured, the
-theory prediction of SPEC 4.5, and whether they agree), assembled into ``OUT/README.md``."""
+theory prediction of docs/codelength.md, the preconditions, and whether they agree), assembled
+into ``OUT/README.md``."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synknow.experiments import _io
 from synknow.experiments.presets import EXPERIMENTS
-from synknow.experiments.verdict import STATUSES
+from synknow.experiments.verdict import STATUSES, Precondition
 
 __all__ = [
     "Section",
+    "precondition_rows",
     "VERDICTS",
     "write_section",
     "read_section",
@@ -53,6 +56,9 @@ class Section:
     seconds: float | None = None
     failures: list[str] = field(default_factory=list)
     headline: str = ""  # one line for the summary table
+    # What the claim needs from the set-up, as measured in this run: dicts with "name",
+    # "measured", "required", "met" (see :func:`precondition_rows`).
+    preconditions: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -69,7 +75,26 @@ class Section:
         lines += [f"**Claim (paper).** {self.claim}", ""]
         lines += [f"**What was run.** {self.setup}", ""]
         lines += ["**What was measured.**", "", self.measured.strip(), ""]
-        lines += [f"**Theory (SPEC 4.5).** {self.theory}", ""]
+        lines += [f"**Theory** (docs/codelength.md). {self.theory}", ""]
+        if self.preconditions:
+            lines += [
+                "**Preconditions** (what the claim needs from this set-up; any that is not met "
+                "makes the verdict *not tested*).",
+                "",
+                markdown_table(
+                    ["precondition", "measured", "requirement", "met"],
+                    [
+                        [
+                            p["name"],
+                            _cell(p["measured"]),
+                            p["required"],
+                            "yes" if p["met"] else "**no**",
+                        ]
+                        for p in self.preconditions
+                    ],
+                ),
+                "",
+            ]
         lines += [f"**Verdict: {self.verdict}.** {self.verdict_text}", ""]
         for name, caption in self.figures:
             lines += [f"![{caption}]({prefix}{name})", "", f"*{caption}*", ""]
@@ -91,6 +116,18 @@ class Section:
         d = dict(d)
         d["figures"] = [tuple(x) for x in d.get("figures", [])]
         return cls(**d)
+
+
+def precondition_rows(preconditions: Iterable[Precondition]) -> list[dict[str, Any]]:
+    """A verdict's preconditions as :attr:`Section.preconditions` rows (JSON-friendly)."""
+    return [
+        {"name": p.name, "measured": _io.jsonable(p.measured), "required": p.required, "met": p.met}
+        for p in preconditions
+    ]
+
+
+def _cell(x: Any) -> str:
+    return fmt(x) if not isinstance(x, str) else x
 
 
 def write_section(directory: Path, section: Section) -> None:
@@ -157,10 +194,11 @@ def build_report(out: Path) -> Path:
         f"Preset **{manifest['preset']}** — {manifest['settings'].get('description', '')}.",
         "",
         "The experiments of Pan, Wang & Li (NeurIPS 2025) on Syntax-Knowledge corpora, compared "
-        "with the exact Bayesian predictor and the theory of SPEC section 4.5. Each section says "
+        "with the exact Bayesian predictor and the theory of docs/codelength.md. Each section says "
         "what the paper claims, what was run, what came out, and whether the two agree at this "
-        "scale. Raw metrics, fits (with bootstrap intervals) and figures are in each "
-        "experiment's directory.",
+        "scale. Raw metrics, fits (with intervals) and figures are in each "
+        "experiment's directory. A verdict is *not tested* when the set-up cannot test the "
+        "claim (a precondition in the section's table is not met).",
         "",
         f"Environment: synknow {env.get('synknow')}, Python {env.get('python')}, torch "
         f"{env.get('torch')}, numpy {env.get('numpy')}; device `{env.get('device')}` "

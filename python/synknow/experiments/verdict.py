@@ -33,6 +33,17 @@ class Precondition:
     required: str
     met: bool
 
+    @classmethod
+    def at_least(cls, name: str, measured: float, minimum: float, unit: str = "") -> Precondition:
+        """``measured >= minimum`` (a non-finite or missing measurement is not met)."""
+        try:
+            ok = measured is not None and float(measured) >= minimum
+        except (TypeError, ValueError):
+            ok = False
+        ok = ok and float(measured) == float(measured)
+        suffix = f" {unit}" if unit else ""
+        return cls(name, measured, f">= {minimum:g}{suffix}", bool(ok))
+
     def describe(self) -> str:
         state = "met" if self.met else "not met"
         return f"{self.name}: {self.measured} (needs {self.required}), {state}"
@@ -104,8 +115,12 @@ class Verdict:
         return [p for p in self.preconditions if not p.met]
 
     def text(self) -> str:
-        """The report's verdict sentence: the reason, then the preconditions when there are."""
+        """The report's verdict sentence: the reason, then what made it "not tested" (the
+        preconditions not met) or, when all are met, their names."""
         parts = [self.reason] if self.reason else []
-        if self.preconditions:
-            parts.append("Preconditions: " + "; ".join(p.describe() for p in self.preconditions))
+        failed = self.failed_preconditions
+        if failed:
+            parts.append("Not tested because: " + "; ".join(p.describe() for p in failed))
+        elif self.preconditions:
+            parts.append("Preconditions met: " + "; ".join(p.name for p in self.preconditions))
         return ". ".join(parts)
