@@ -179,3 +179,23 @@ def test_cpu_small_binds_capacity_on_paper() -> None:
         b.lr_sweep
     ) * len(params)
     assert total == pytest.approx(3.7e8, rel=0.01)
+
+
+@needs_codelength
+def test_reference_hook_adds_the_syntax_term_and_keeps_the_order() -> None:
+    from synknow.capacity import capacity_limited_loss
+    from synknow.experiments.model_scaling import capacity_reference
+
+    corpus = synknow.sample(synknow.presets.procedural(alpha=0.5), 600, seed=3)
+    n_train, n_test = 500, 100
+
+    def loss(c: float) -> float:
+        t = capacity_limited_loss(corpus, n_train, [n_train], [c], n_test=n_test, progress=False)
+        return float(t["bits_per_token"][0])
+
+    got = capacity_reference(corpus, n_train, n_test, [1e12, 0.0, -3.0])
+    # A knowledge budget of 0 stores nothing (a negative probe estimate counts as 0); a huge one
+    # stores everything: the full Bayes loss. Same arithmetic on the same test split: exact.
+    assert got[0] == loss(math.inf)
+    assert got[1] == got[2] == loss(0.0)
+    assert got[0] < got[1]

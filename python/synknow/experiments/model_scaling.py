@@ -6,7 +6,6 @@ seeds); docs/experiments.md ("E2") explains each."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,19 +72,24 @@ def exponent_verdict(
 
 def capacity_reference(
     corpus: Any, n_train: int, n_test: int, capacities: Sequence[float]
-) -> list[float] | None:
-    """The capacity-limited Bayes loss ``L(n_train, C)`` (bits/token on the test split) at each
-    capacity, from ``synknow.capacity.capacity_limited_loss``; ``None`` where that module is not
-    installed (the comparison is then left out of the report)."""
-    try:
-        module = importlib.import_module("synknow.capacity")
-    except ImportError:
-        return None
-    fn = getattr(module, "capacity_limited_loss", None)
-    if fn is None:
-        return None
-    values = fn(corpus, n_train, list(capacities), n_test=n_test)
-    return [float(x) for x in values]
+) -> list[float]:
+    """The capacity-limited Bayes loss ``L(n_train, C)`` (bits/token on the test split, the
+    denominator of the transformer's loss) at each knowledge budget ``C`` in bits, in the order
+    given, from :func:`synknow.capacity.capacity_limited_loss`. The budgets here are knowledge
+    only (what the probes measure), so the syntax term of the two-part code, the model bits of
+    storing nothing, is added before the call (docs/capacity.md)."""
+    from synknow.capacity import capacity_limited_loss
+
+    def table(grid: list[float]) -> Any:
+        return capacity_limited_loss(
+            corpus, n_train, [n_train], grid, n_test=n_test, progress=False
+        ).at(n_train)
+
+    syntax_bits = float(table([0.0])["model_bits"][0])
+    knowledge = sorted({max(float(c), 0.0) for c in capacities})
+    rows = table([syntax_bits + c for c in knowledge])
+    by_capacity = dict(zip(knowledge, rows["bits_per_token"].tolist(), strict=True))
+    return [float(by_capacity[max(float(c), 0.0)]) for c in capacities]
 
 
 def _row(spec: Any, r: dict[str, Any], n_pairs: int) -> dict[str, Any]:
@@ -249,7 +253,7 @@ def run(ctx: ExperimentContext) -> Section:
     if rows:
         caps = [max(r["knowledge_bits"], 0.0) for r in rows]
         ref = capacity_reference(corpus, b.n_train, b.n_test, caps)
-        if ref is not None and bayes_bits is not None:
+        if bayes_bits is not None:
             comp = reference_comparison(caps, [r["bits_per_token"] for r in rows], ref, bayes_bits)
             fits["capacity_reference"] = comp
             reference_lines.append(
