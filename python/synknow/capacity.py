@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from synknow import _core
-from synknow.codelength import Progress, Table, _Bar, _check_corpus, _prefix, _tokens
+from synknow.codelength import Progress, Table, _Bar, _split, _tokens
 from synknow.corpus import Corpus
 
 __all__ = ["CapacityLoss", "capacity_limited_loss"]
@@ -136,22 +136,8 @@ def capacity_limited_loss(
     n_test`` floats). The work runs in Rust without the GIL, on ``threads`` threads (default:
     all cores).
     """
-    corpus = _check_corpus(corpus)
-    n_train = _prefix(corpus, n_train, "n_train")
-    if n_test is None:
-        n_test = corpus.n_docs - n_train
-    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 1:
-        raise ValueError(f"n_test must be an integer >= 1, got {n_test!r}")
-    cps = np.asarray(checkpoints)
-    if cps.ndim != 1 or cps.size == 0 or cps.dtype.kind not in "iu":
-        raise ValueError(f"checkpoints must be a non-empty list of integers, got {checkpoints!r}")
-    if cps.min() < 0:
-        raise ValueError(f"checkpoints must be >= 0, got {int(cps.min())}")
+    corpus, n_train, n_test, cps = _split(corpus, n_train, n_test, checkpoints)
     caps = _capacities(capacities_bits)
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
-    ):
-        raise ValueError(f"threads must be an integer >= 1 or None, got {threads!r}")
     tokens, offsets = _tokens(corpus)
     bar = _Bar(progress, "capacity-limited loss", "doc")
     try:
@@ -164,7 +150,7 @@ def capacity_limited_loss(
             [int(c) for c in cps],
             caps,
             bool(keep_doc_bits),
-            None if threads is None else int(threads),
+            threads,
             bar.hook,
         )
     finally:

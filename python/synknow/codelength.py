@@ -62,6 +62,26 @@ def _check_corpus(corpus: Any) -> Corpus:
     return corpus
 
 
+def _split(
+    corpus: Any, n_train: int, n_test: int | None, checkpoints: Sequence[int] | np.ndarray
+) -> tuple[Corpus, int, int, np.ndarray]:
+    """The learning-curve split, checked: training prefixes ``checkpoints`` of the first
+    ``n_train`` documents, the test split the last ``n_test`` (default: all after ``n_train``).
+    Shared by every function that scores test documents against frozen prefixes."""
+    corpus = _check_corpus(corpus)
+    n_train = _prefix(corpus, n_train, "n_train")
+    if n_test is None:
+        n_test = corpus.n_docs - n_train
+    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 1:
+        raise ValueError(f"n_test must be an integer >= 1, got {n_test!r}")
+    cps = np.asarray(checkpoints)
+    if cps.ndim != 1 or cps.size == 0 or cps.dtype.kind not in "iu":
+        raise ValueError(f"checkpoints must be a non-empty list of integers, got {checkpoints!r}")
+    if cps.min() < 0:
+        raise ValueError(f"checkpoints must be >= 0, got {int(cps.min())}")
+    return corpus, n_train, int(n_test), cps
+
+
 def _prefix(corpus: Corpus, n_docs: int | None, name: str = "n_docs") -> int:
     if n_docs is None:
         return corpus.n_docs
@@ -476,17 +496,7 @@ def bayes_curve(
     >>> bool(np.all(np.diff(curve["bits_per_doc"]) < 0))
     True
     """
-    corpus = _check_corpus(corpus)
-    n_train = _prefix(corpus, n_train, "n_train")
-    if n_test is None:
-        n_test = corpus.n_docs - n_train
-    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or n_test < 1:
-        raise ValueError(f"n_test must be an integer >= 1, got {n_test!r}")
-    cps = np.asarray(checkpoints)
-    if cps.ndim != 1 or cps.size == 0 or cps.dtype.kind not in "iu":
-        raise ValueError(f"checkpoints must be a non-empty list of integers, got {checkpoints!r}")
-    if cps.min() < 0:
-        raise ValueError(f"checkpoints must be >= 0, got {int(cps.min())}")
+    corpus, n_train, n_test, cps = _split(corpus, n_train, n_test, checkpoints)
     tokens, offsets = _tokens(corpus)
     bar = _Bar(progress, "bayes curve", "doc")
     try:

@@ -339,7 +339,7 @@ def test_power_law_in_capacity_at_alpha_one_half() -> None:
         ({"n_train": 500}, r"n_train=500 out of range \[0, 400\]"),
         ({"n_test": 0}, r"n_test must be an integer >= 1"),
         ({"n_test": 101}, r"n_train \+ n_test = 300 \+ 101 exceeds the 400 documents"),
-        ({"threads": 0}, r"threads must be an integer >= 1"),
+        ({"threads": 0}, r"threads must be an integer in 1\.\.=1024"),
     ],
 )
 def test_bad_arguments_are_one_line_value_errors(kwargs, message) -> None:

@@ -2,7 +2,7 @@
 
 - ``chi2_sf``: survival function of the chi-square law through the regularised upper incomplete
   gamma function (series / continued fraction, Numerical Recipes 6.2), checked against tabulated
-  critical values in ``test_sampler_stat_tools.py``;
+  critical values in ``test_stat_tools.py``;
 - ``chi2_gof``: goodness of fit of observed counts to expected counts, merging sparse cells;
 - ``chi2_two_sample``: homogeneity of two samples of a discrete variable;
 - ``k_n_pmf``: the exact law of the number of entities ``K_n`` of the PYCRP, by dynamic

@@ -2,7 +2,7 @@
 
 float64 as the default dtype makes every parameter, activation and gradient float64, so the
 only difference between one process and two (the order in which per-token gradient terms are
-added) is rounded at 2^-53 instead of 2^-24; see ``test_train_ddp.py`` for why that matters.
+added) is rounded at 2^-53 instead of 2^-24; see ``test_ddp.py`` for why that matters.
 """
 
 import sys

@@ -7,7 +7,7 @@ the argument is large (beta = 1e20 gave 82,373 bits against 215,184 from the per
 beta = 1e300 a negative number). The three routes must agree to 1e-9 relative, the tolerance of
 the identity itself (compensated sums of ~1e5 terms leave ~1e-13). Tiny template priors are
 covered by the Rust identity test (sampling them in this process would hang on a regression of
-the Dirichlet draw; tests/sampler/test_sampler_limits.py checks that in a subprocess)."""
+the Dirichlet draw; tests/sampler/test_limits.py checks that in a subprocess)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The two-part code and structure function (docs/codelength.md#structure-function): shape and
 monotonicity, its two ends, ``h(C)``, and the MDL point. (Term-by-term agreement with the
-pure-Python reference is in ``test_codelength_reference.py``.)"""
+pure-Python reference is in ``test_reference.py``.)"""
 
 from __future__ import annotations
 
