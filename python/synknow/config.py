@@ -1,4 +1,4 @@
-"""The Syntax-Knowledge configuration (SPEC 2) as a typed, validated dataclass.
+"""The Syntax-Knowledge configuration (docs/model.md#configuration) as a typed, validated dataclass.
 
 The Rust core is the single validator: constructing a config calls it, so an invalid field raises
 ``ValueError`` naming the field and its valid range straight away.
@@ -29,7 +29,8 @@ BIOS_ATTRIBUTE_POOL = (0, 0, 1, 2, 3, 4)
 
 @dataclasses.dataclass(frozen=True)
 class SyntaxKnowledgeConfig:
-    """Every knob of the Syntax-Knowledge model (SPEC 2); defaults are the bios preset.
+    """Every knob of the Syntax-Knowledge model (docs/model.md#configuration); defaults are the bios
+    preset.
 
     Besides each field's own range, sizes are bounded so that nothing is allocated that cannot
     fit (checked before anything is built): ``beta <= 1e300``, ``1e-100 <= template_prior <=

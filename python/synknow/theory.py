@@ -1,4 +1,4 @@
-"""PYCRP theory the experiments compare against (SPEC 4.5).
+"""PYCRP theory the experiments compare against (docs/codelength.md#theory).
 
 Exact expectations (rising factorials evaluated in log space) and their asymptotic forms:
 
@@ -132,12 +132,14 @@ def counts_of_counts_exponent(alpha: float) -> float:
 
 
 def data_scaling_exponent(alpha: float) -> float:
-    """Excess loss vs training documents decays as ``n^-(1-alpha)`` (SPEC 4.5)."""
+    """Excess loss vs training documents decays as ``n^-(1-alpha)``
+    (docs/codelength.md#data-scaling-law)."""
     return 1.0 - alpha
 
 
 def model_scaling_exponent(alpha: float) -> float:
-    """Excess loss vs capacity decays as ``C^-((1-alpha)/alpha)`` (SPEC 4.5)."""
+    """Excess loss vs capacity decays as ``C^-((1-alpha)/alpha)``
+    (docs/codelength.md#model-scaling-law)."""
     if alpha <= 0:
         raise ValueError("the model scaling exponent (1-alpha)/alpha needs alpha > 0")
     return (1.0 - alpha) / alpha
@@ -151,7 +153,7 @@ def syntax_excess_bits(n: Any, d_syn: int) -> Any:
 def knowledge_excess_bits(
     n: Any, alpha: float, beta: float, name_space: float, value_entropy_bits: float
 ) -> Any:
-    """Leading-order knowledge excess per document (SPEC 4.5):
+    """Leading-order knowledge excess per document (docs/codelength.md#data-scaling-law):
     ``E[P_new(n)] (log2 U + sum_a H(H_a) - alpha log2 n)`` bits, without the ``O(1)`` term."""
     _check_alpha_beta(alpha, beta)
 

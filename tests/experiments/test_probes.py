@@ -140,7 +140,7 @@ def test_value_stats_match_a_direct_computation(corpus) -> None:
 
 def test_value_stats_tie_credit() -> None:
     """A model whose head is all zeros predicts uniformly: every value ties with every other
-    token, so the credit is 1/V exactly (SPEC 3.6's tie rule)."""
+    token, so the credit is 1/V exactly (the tie rule (docs/model.md#knowledge-accuracy))."""
     c = synknow.sample(small_config(), 60, seed=1)
     model = GPT(
         ModelConfig(n_layer=1, n_head=1, d_model=8, context_length=32).resolved(

@@ -156,7 +156,8 @@ def test_procedural_presets_pack_documents_without_padding(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_corpora_have_enough_names(name: str) -> None:
-    """SPEC 2 requires U >= 100 E[K_N] for the largest corpus each preset samples."""
+    """docs/model.md#configuration requires U >= 100 E[K_N] for the largest corpus each preset
+    samples."""
     p = PRESETS[name]
     s = p.data_scaling
     n = max(s.n_train, s.bayes_n_max) + s.n_test

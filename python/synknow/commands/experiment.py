@@ -1,5 +1,6 @@
 """``synknow experiment NAME --preset PRESET [--out DIR] [--resume]``: run the paper's experiments
-(E1-E6, SPEC 5) and write raw metrics, fits, figures and a Markdown report."""
+(E1-E6, docs/experiments.md#the-experiments) and write raw metrics, fits, figures and a Markdown
+report."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "experiment",
-        help="run an experiment of SPEC 5 (E1-E6) and write its report",
+        help="run an experiment (E1-E6, docs/experiments.md) and write its report",
         description=(
             "Run one experiment (or all) at a preset scale into an output directory: raw metrics "
             "(CSV/JSONL), fitted parameters with bootstrap intervals (fits.json), PNG figures and "

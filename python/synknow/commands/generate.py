@@ -1,4 +1,5 @@
-"""``synknow generate``: stream a Syntax-Knowledge corpus to a directory (SPEC 3.5).
+"""``synknow generate``: stream a Syntax-Knowledge corpus to a directory
+(docs/model.md#corpus-contents).
 
     synknow generate --preset bios --docs 100000 --seed 1 --out bios-100k --set alpha=0.6
 

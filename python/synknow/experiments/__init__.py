@@ -1,4 +1,5 @@
-"""The paper's experiments E1-E6 (SPEC 5) as resumable runs with a Markdown report.
+"""The paper's experiments E1-E6 (docs/experiments.md#the-experiments) as resumable runs with a
+Markdown report.
 
 >>> from synknow.experiments import EXPERIMENTS, PRESETS
 >>> list(EXPERIMENTS)[:2], "cpu-tiny" in PRESETS

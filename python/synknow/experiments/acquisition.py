@@ -207,8 +207,9 @@ def run(ctx: ExperimentContext) -> Section:
         figures.append(
             (
                 "bucket_accuracy_heatmap.png",
-                "Knowledge accuracy (test value tokens, SPEC 3.6 tie rule) per entity-frequency "
-                "bucket (rows) over training steps (columns), one panel per model size.",
+                "Knowledge accuracy (test value tokens, tie rule of "
+                "docs/model.md#knowledge-accuracy) per entity-frequency bucket (rows) over "
+                "training steps (columns), one panel per model size.",
             )
         )
         plots.role_curves_plot(
@@ -319,8 +320,9 @@ def run(ctx: ExperimentContext) -> Section:
         measured="\n".join([table, "", bayes_line]),
         theory=(
             "an ideal learner stores syntax (d_syn parameters, cheapest per bit of loss) first and "
-            "then entities in decreasing frequency (SPEC 4.5, model scaling): the Bayes predictor "
-            "knows every stated fact (accuracy 1 for revealed pairs) and answers H_a otherwise."
+            "then entities in decreasing frequency (docs/codelength.md#model-scaling-law): the "
+            "Bayes predictor knows every stated fact (accuracy 1 for revealed pairs) and answers "
+            "H_a otherwise."
         ),
         verdict=verdict.status,
         verdict_text=verdict.text() + ".",

@@ -1,4 +1,5 @@
-"""The exact Bayes predictive at value positions (SPEC 4.3), as a full distribution.
+"""The exact Bayes predictive at value positions (docs/codelength.md#per-token), as a full
+distribution.
 
 The code-length engine gives the Bayes code length of the *true* token; hallucination (E5) and
 acquisition (E3) also need what the Bayes predictor would *answer*: its top token, confidence and
@@ -7,7 +8,8 @@ unique), so the predictive is a mixture over the parse states ``(a, t)`` that ma
 so far, weighted by ``P(a | earlier sentences) * P_DM(t | a)``; each state predicts either its
 next syntax word or, at its ``[VALUE]`` slot, the revealed value of ``(k, a)`` (a point mass) or
 ``H_a`` when ``(k, a)`` was never stated in the training prefix. This module computes that
-mixture for test documents scored against the frozen prefix of ``n`` documents (SPEC 4.4);
+mixture for test documents scored against the frozen prefix of ``n`` documents
+(docs/codelength.md#learning-curve);
 ``tests/experiments/test_probes.py`` checks it against ``synknow.code_lengths``.
 """
 

@@ -407,7 +407,8 @@ def finite(x: Any) -> bool:
 def bayes_learning_curve(
     corpus: Any, n_train: int, n_test: int, checkpoints: list[int]
 ) -> dict[str, Any] | None:
-    """The Bayes learning curve (SPEC 4.4) on the test split (the last ``n_test`` documents)
+    """The Bayes learning curve (docs/codelength.md#learning-curve) on the test split (the last
+    ``n_test`` documents)
     at the prefix lengths ``checkpoints``, from :func:`synknow.bayes_curve`, as
     ``{"n", "bits_per_token", "bits_per_doc", "<role>_bits"}`` (lists, one entry per
     checkpoint); ``None`` while the code-length engine is not available."""
@@ -468,7 +469,8 @@ def document_bits(
 
 
 def structure_reference(corpus: Any, n_train: int) -> dict[str, Any] | None:
-    """SPEC 4.6 for the first ``n_train`` documents from :func:`synknow.structure_function`,
+    """docs/codelength.md#structure-function for the first ``n_train`` documents from
+    :func:`synknow.structure_function`,
     as ``{"model_bits", "data_bits", "counts", "mdl_index"}`` (``counts``: the entities' counts
     in storage order); ``None`` while the code-length engine is not available."""
     import synknow

@@ -3,7 +3,8 @@ replay of pre-training documents, and measure how much of the new knowledge is a
 much old knowledge is forgotten, by frequency bucket; (b) teach a new question-answer format and
 measure how fast the format is learned and whether known facts can be retrieved through it.
 
-The QA format (SPEC 3.6) is ``What is the <attr> of [NAME] ? [VALUE] END``. Its words are
+The QA format (docs/model.md#qa-probes) is ``What is the <attr> of [NAME] ? [VALUE] END``. Its words
+are
 looked up in the corpus vocabulary; words it lacks (with the procedural preset: all of them) are
 appended as new tokens, with embedding rows initialised at the mean embedding plus small noise
 (the output head is tied, so it grows with them). One new token per attribute names the
@@ -73,7 +74,8 @@ def new_entities(corpus: Any, n: int, rng: np.random.Generator) -> tuple[np.ndar
 def render_documents(
     corpus: Any, names: np.ndarray, values: np.ndarray, repeats: int, rng: np.random.Generator
 ) -> list[list[int]]:
-    """``repeats`` documents per entity, drawn like the corpus's own (SPEC 3.3): a random
+    """``repeats`` documents per entity, drawn like the corpus's own (docs/model.md#documents): a
+    random
     attribute order (or the fixed one) and templates from ``theta``."""
     cfg = corpus.config
     m = cfg.m
@@ -203,7 +205,7 @@ class QAFormat:
             self.attr_ids.append(v + len(self.added))
             self.added.append(f"<{names[a]}>")
         self.reused = [w for w in QA_WORDS if w not in self.added]
-        self.end = 3  # END (".") is the first syntax word (SPEC 1)
+        self.end = 3  # END (".") is the first syntax word (docs/model.md#vocabulary)
 
     def sequence(self, attribute: int, name: np.ndarray, value: int) -> tuple[list[int], int]:
         """``BOS what is the <attr> of NAME ? VALUE END EOS`` and the value's index."""
@@ -685,7 +687,8 @@ def run(ctx: ExperimentContext) -> Section:
         measured=_measured(setup, inject_rows, qa_res),
         theory=(
             "a Bayesian learner acquires a fact from one statement; a learner with bounded "
-            "capacity that stores entities by frequency (SPEC 4.5) needs repeated exposure and "
+            "capacity that stores entities by frequency (docs/codelength.md#model-scaling-law) "
+            "needs repeated exposure and "
             "drops its rarest entities first when the capacity is reallocated."
         ),
         verdict=verdict.status,

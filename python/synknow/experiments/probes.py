@@ -1,5 +1,6 @@
 """Knowledge probes: one-sentence documents stating a fact, and the model's full predictive
-distribution at value positions (accuracy with the tie rule of SPEC 3.6, confidence, mass on the
+distribution at value positions (accuracy with the tie rule of docs/model.md#knowledge-accuracy,
+confidence, mass on the
 attribute's value pool, and KL to the prior ``H_a``).
 
 A *fact probe* for a revealed pair ``(k, a)`` (entity ``k`` was stated with attribute ``a`` in the

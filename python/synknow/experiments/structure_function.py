@@ -1,4 +1,5 @@
-"""E6 — the structure function: ``h(C)`` of the base training corpus (SPEC 4.6) with its MDL
+"""E6 — the structure function: ``h(C)`` of the base training corpus
+(docs/codelength.md#structure-function) with its MDL
 point, and the trained base models placed on it at (parameters x bits/parameter, their code
 length of the training corpus)."""
 
@@ -229,7 +230,8 @@ def run(ctx: ExperimentContext) -> Section:
         experiment="structure-function",
         claim=CLAIM,
         setup=(
-            f"SPEC 4.6 on the first {b.n_train:,} documents of the base corpus (alpha={b.alpha}): "
+            f"docs/codelength.md#structure-function on the first {b.n_train:,} documents of the "
+            f"base corpus (alpha={b.alpha}): "
             "model bits M(S) = (d_syn/2) log2 N + per stored entity (log2 U + its stated values' "
             "-log2 H_a + log2 N); data bits D(S) with the ML syntax, stored entities by their "
             "empirical frequency, unstored ones paying name and values every time. Each base "

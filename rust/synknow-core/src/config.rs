@@ -1,4 +1,4 @@
-//! The Syntax-Knowledge configuration (SPEC 2) and its validation.
+//! The Syntax-Knowledge configuration (docs/model.md#configuration) and its validation.
 //!
 //! The configuration travels as JSON (the Python layer, the corpus manifest and the CLI all use the
 //! same record), so every field has a serde default and every check names the field and its valid
@@ -18,7 +18,7 @@ pub enum Preset {
     Procedural,
 }
 
-/// Order of the `m` sentences of a document (SPEC 2, `attribute_order`).
+/// Order of the `m` sentences of a document (docs/model.md#configuration, `attribute_order`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttributeOrder {
@@ -84,7 +84,8 @@ pub enum PerAttribute {
     Each(Vec<u32>),
 }
 
-/// The full, user-settable configuration (SPEC 2). Field names are the JSON/TOML keys.
+/// The full, user-settable configuration (docs/model.md#configuration). Field names are the
+/// JSON/TOML keys.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {

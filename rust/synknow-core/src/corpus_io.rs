@@ -1,4 +1,5 @@
-//! The on-disk corpus format (SPEC 3.5), atomic writes, and streaming generation.
+//! The on-disk corpus format (docs/model.md#corpus-contents), atomic writes, and streaming
+//! generation.
 //!
 //! A corpus is a directory: `manifest.json`, `vocab.json`, and one `.npy` file per array (see
 //! `docs/corpus-format.md`). Everything is written into a hidden sibling directory and renamed into

@@ -1,4 +1,5 @@
-//! Vocabulary layout, templates and value priors (SPEC 1 and 3.1): everything that is fixed by
+//! Vocabulary layout, templates and value priors (docs/model.md#vocabulary and
+//! docs/model.md#syntax): everything that is fixed by
 //! the configuration (including its seed) before any document is drawn.
 //!
 //! The code-length engine rebuilds the same [`Grammar`] from a corpus's stored configuration, so
@@ -17,7 +18,7 @@ pub const EOS: u32 = 2;
 pub const END: u32 = 3;
 const SYNTAX_START: u32 = 3;
 
-/// Token roles (SPEC 3.5), stored as one byte per token.
+/// Token roles (docs/model.md#corpus-contents), stored as one byte per token.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -90,7 +91,7 @@ impl Template {
     }
 }
 
-/// The contiguous token blocks (SPEC 1): a token's class is a range test.
+/// The contiguous token blocks (docs/model.md#vocabulary): a token's class is a range test.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
     /// Number of syntax words, `END` included; they occupy `[3, 3 + n_syntax)`.
@@ -495,14 +496,18 @@ impl Grammar {
                 skeletons.push(list);
             }
         }
-        // Unique parse (SPEC 3.1): identical skeletons are forbidden, across attributes too.
+        // Unique parse (docs/model.md#syntax): identical skeletons are forbidden, across attributes
+        // too.
         let mut owner: HashMap<&Vec<Slot>, (usize, usize)> = HashMap::new();
         for (a, list) in skeletons.iter().enumerate() {
             for (t, sk) in list.iter().enumerate() {
                 if let Some((a0, t0)) = owner.insert(sk, (a, t)) {
                     return Err(ConfigError::field(
                         "templates",
-                        format!("duplicate skeleton: attribute {a0} template {t0} and attribute {a} template {t} are identical (unique parse, SPEC 3.1)"),
+                        format!(
+                            "duplicate skeleton: attribute {a0} template {t0} and attribute {a} \
+                             template {t} are identical (unique parse, docs/model.md#syntax)"
+                        ),
                     ));
                 }
             }

@@ -1,4 +1,4 @@
-//! Counter-keyed random streams (SPEC 3.4).
+//! Counter-keyed random streams (docs/model.md#randomness).
 //!
 //! Every random decision is drawn from a stream named by `(seed, stream id, index)`: the theta
 //! stream, the CRP stream, one stream per entity and one per document. So any document or entity

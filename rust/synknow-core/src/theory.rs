@@ -1,4 +1,5 @@
-//! Closed-form theory of the PYCRP (SPEC 4.5): expected numbers of entities, the probability of a
+//! Closed-form theory of the PYCRP (docs/codelength.md#theory): expected numbers of entities, the
+//! probability of a
 //! new entity, counts of counts, the expected entropy of the entity weights, and the asymptotic
 //! forms they are compared with.
 
@@ -6,7 +7,8 @@ use libm::lgamma;
 
 use crate::special::{ln_gamma_ratio, ln_rising};
 
-/// `E[K_n]`, the expected number of distinct entities among `n` documents (SPEC 4.5), exact.
+/// `E[K_n]`, the expected number of distinct entities among `n` documents
+/// (docs/model.md#expected-number-of-entities), exact.
 ///
 /// For `alpha > 0`: `[(beta+alpha) (beta+alpha+1)_{n-1} / (beta+1)_{n-1} - beta] / alpha`,
 /// evaluated as `[beta * expm1(L) + alpha * exp(L)] / alpha` with `L` the log of the ratio of rising

@@ -1,5 +1,6 @@
 //! The per-token predictive (from tokens) against the closed forms (from latent records):
-//! SPEC 4.3's required identity, chunking invariance, and normalisation of the predictive.
+//! The required identity (docs/codelength.md#per-token), chunking invariance, and normalisation of
+//! the predictive.
 
 use synknow_core::{
     closed_form_per_doc, closed_form_total, code_lengths, code_lengths_chunked, no_report,

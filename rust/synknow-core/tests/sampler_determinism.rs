@@ -1,4 +1,5 @@
-//! Determinism of the sampler (SPEC 3.4): bit-identical output for every thread count and every
+//! Determinism of the sampler (docs/model.md#randomness): bit-identical output for every thread
+//! count and every
 //! split into batches, nested prefixes, on configurations that exercise every code path (u16 and
 //! u32 tokens, the three render paths, attribute orders from the table, from one mixed-radix
 //! group and from several, fixed orders).

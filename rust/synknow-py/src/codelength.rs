@@ -88,7 +88,8 @@ macro_rules! with_tokens {
 }
 pub(crate) use with_tokens;
 
-/// Exact per-token code lengths (SPEC 4.3). Returns per_token (if kept), per_doc, bits_by_role,
+/// Exact per-token code lengths (docs/codelength.md#per-token). Returns per_token (if kept),
+/// per_doc, bits_by_role,
 /// tokens_by_role, total, n_entities.
 #[pyfunction]
 #[pyo3(signature = (config_json, tokens, doc_offsets, keep_per_token=true, threads=None, progress=None))]
@@ -192,7 +193,8 @@ fn with_latents<R: Send>(
     py.detach(|| f(&model, &latents, n_docs)).map_err(to_py)
 }
 
-/// SPEC 4.1: bits of each of the first `n_docs` documents, from the latent records (2-D arrays
+/// docs/codelength.md#per-document: bits of each of the first `n_docs` documents, from the latent
+/// records (2-D arrays
 /// flattened row-major).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
@@ -223,7 +225,8 @@ fn closed_form_per_doc<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// SPEC 4.2: total bits of the first `n_docs` documents from counts, with every term.
+/// docs/codelength.md#whole-corpus: total bits of the first `n_docs` documents from counts, with
+/// every term.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn closed_form_total<'py>(
@@ -260,7 +263,8 @@ fn closed_form_total<'py>(
     Ok(d)
 }
 
-/// SPEC 4.4: per checkpoint and test document, bits by role and the entity's training count.
+/// docs/codelength.md#learning-curve: per checkpoint and test document, bits by role and the
+/// entity's training count.
 #[pyfunction]
 #[pyo3(signature = (config_json, tokens, doc_offsets, n_train, n_test, checkpoints, threads=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
@@ -314,7 +318,8 @@ fn bayes_curve<'py>(
     Ok(d)
 }
 
-/// SPEC 4.6 for the first `n_docs` documents: model and data bits of storing the top-k
+/// docs/codelength.md#structure-function for the first `n_docs` documents: model and data bits of
+/// storing the top-k
 /// entities, k = 0..K.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]

@@ -195,7 +195,8 @@ fn xxhash_rust_digest(bytes: &[u8]) -> u64 {
     synknow_core::hash_bytes(bytes)
 }
 
-/// `E[K_n]`, the expected number of entities among `n` documents (SPEC 4.5).
+/// `E[K_n]`, the expected number of entities among `n` documents
+/// (docs/model.md#expected-number-of-entities).
 #[pyfunction]
 fn expected_entities(n: f64, alpha: f64, beta: f64) -> f64 {
     theory::expected_entities(n, alpha, beta)

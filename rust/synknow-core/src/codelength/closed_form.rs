@@ -1,4 +1,5 @@
-//! Closed forms of the Bayes code length from the latent records (SPEC 4.1 and 4.2).
+//! Closed forms of the Bayes code length from the latent records (docs/codelength.md#per-document
+//! and docs/codelength.md#whole-corpus).
 //!
 //! These use what the sampler recorded (each document's entity, each sentence's attribute and
 //! template, the entity table), not the tokens: they are the independent side of the identity
@@ -12,7 +13,8 @@ use crate::special::ln_rising;
 use super::state::Model;
 use super::{Neumaier, LN_2};
 
-/// The latent records of a corpus (SPEC 3.5), borrowed (possibly from memory-mapped files).
+/// The latent records of a corpus (docs/model.md#corpus-contents), borrowed (possibly from
+/// memory-mapped files).
 #[derive(Clone, Copy, Debug)]
 pub struct Latents<'a> {
     /// Entity of each document (`N`).
@@ -144,7 +146,8 @@ pub(crate) fn log_attribute_orders(model: &Model) -> f64 {
     }
 }
 
-/// SPEC 4.1: the code length of each of the first `n_docs` documents given the earlier ones, in
+/// docs/codelength.md#per-document: the code length of each of the first `n_docs` documents given
+/// the earlier ones, in
 /// bits, sequentially from the latent records.
 pub fn closed_form_per_doc(
     model: &Model,
@@ -196,7 +199,7 @@ pub fn closed_form_per_doc(
     Ok(out)
 }
 
-/// SPEC 4.2, term by term, in bits.
+/// docs/codelength.md#whole-corpus, term by term, in bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ClosedFormParts {
     /// `-log2 EPPF(z)`: which entity each document is about.
@@ -212,7 +215,8 @@ pub struct ClosedFormParts {
     pub total: f64,
 }
 
-/// SPEC 4.2: the code length of the first `n_docs` documents from counts alone (order-free), in
+/// docs/codelength.md#whole-corpus: the code length of the first `n_docs` documents from counts
+/// alone (order-free), in
 /// bits, with every term.
 pub fn closed_form_total(
     model: &Model,
@@ -250,7 +254,8 @@ pub fn closed_form_total(
     Ok(parts)
 }
 
-/// SPEC 4.2 from sufficient statistics: `entity_counts` (the nonzero `c_k`), template counts by
+/// docs/codelength.md#whole-corpus from sufficient statistics: `entity_counts` (the nonzero `c_k`),
+/// template counts by
 /// global template index, and the summed `-ln H_a` of the revealed pairs (nats).
 pub fn closed_form_from_counts(
     model: &Model,

@@ -1,4 +1,5 @@
-//! The Bayes learning curve (SPEC 4.4): the code length of every test document given the first
+//! The Bayes learning curve (docs/codelength.md#learning-curve): the code length of every test
+//! document given the first
 //! `n` training documents, for several `n`, in one pass over the training stream.
 //!
 //! The training stream is parsed in parallel batches and learnt in order (no scoring: the state
@@ -67,7 +68,8 @@ pub fn check_curve_arguments(
     Ok(n_docs - n_test)
 }
 
-/// SPEC 4.4. `n_train`: training documents available (the checkpoints are prefix lengths
+/// docs/codelength.md#learning-curve. `n_train`: training documents available (the checkpoints are
+/// prefix lengths
 /// `<= n_train`); the test split is the last `n_test` documents.
 #[allow(clippy::too_many_arguments)]
 pub fn bayes_curve<T: TokenWord>(

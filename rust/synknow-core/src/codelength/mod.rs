@@ -1,19 +1,23 @@
-//! Exact Bayesian code lengths of Syntax-Knowledge corpora (SPEC 4).
+//! Exact Bayesian code lengths of Syntax-Knowledge corpora (docs/codelength.md).
 //!
 //! The Bayes learner knows the configuration (hence the [`Grammar`](crate::Grammar): templates,
 //! token blocks, `H_a`, `alpha`, `beta`, `gamma`, `m`, the ordering rule) but neither `theta` nor
 //! the entities. Two independent routes compute its code length:
 //!
-//! - [`closed_form`]: SPEC 4.1 per document and SPEC 4.2 for a whole corpus, from the latent
+//! - [`closed_form`]: docs/codelength.md#per-document per document and
+//! docs/codelength.md#whole-corpus for a whole corpus, from the latent
 //!   records the sampler wrote (entity of each document, attribute and template of each sentence,
 //!   the entity table);
-//! - [`predictive`]: SPEC 4.3, the exact posterior predictive of every token computed from the
+//! - [`predictive`]: docs/codelength.md#per-token, the exact posterior predictive of every token
+//! computed from the
 //!   token stream alone (parse states from tokens, a trie over used names, values learned from
 //!   parsed sentences). Its per-token code lengths sum to the closed forms to rounding, which is
 //!   the main correctness check of both.
 //!
-//! On top of the predictive: [`curve`], the Bayes learning curve (SPEC 4.4), and [`structure`],
-//! the two-part code and its structure function (SPEC 4.6). [`state`] holds what the learner has
+//! On top of the predictive: [`curve`], the Bayes learning curve
+//! (docs/codelength.md#learning-curve), and [`structure`],
+//! the two-part code and its structure function (docs/codelength.md#structure-function). [`state`]
+//! holds what the learner has
 //! learnt (shared by all of them).
 //!
 //! Internals are natural-log float64; bits appear only at the edge.
@@ -36,7 +40,7 @@ pub use predictive::{code_lengths, code_lengths_chunked, predictive_distribution
 pub use state::Model;
 pub use structure::{structure_function, StructureFunction};
 
-/// Token roles as stored in `Corpus.roles` (SPEC 3.5).
+/// Token roles as stored in `Corpus.roles` (docs/model.md#corpus-contents).
 pub const ROLE_SPECIAL: usize = 0;
 pub const ROLE_SYNTAX: usize = 1;
 pub const ROLE_NAME: usize = 2;
@@ -46,7 +50,7 @@ pub const N_ROLES: usize = 4;
 pub(crate) const LN_2: f64 = std::f64::consts::LN_2;
 
 /// Neumaier's compensated sum: the error stays at a few ulps of the result for any number of
-/// terms, which the 1e-9 identities of SPEC 4.3 need on corpora of 10^8 tokens.
+/// terms, which the 1e-9 identities of docs/codelength.md#per-token need on corpora of 10^8 tokens.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Neumaier {
     sum: f64,

@@ -1,4 +1,5 @@
-//! The exact per-token posterior predictive (SPEC 4.3), computed from the token stream alone.
+//! The exact per-token posterior predictive (docs/codelength.md#per-token), computed from the token
+//! stream alone.
 //!
 //! Within a sentence the learner keeps the candidate parse states `(a, t)`: the templates of the
 //! attributes still available whose expanded skeleton matches the sentence so far, i.e. one node
@@ -7,7 +8,8 @@
 //! seen; `P(a | ...)` is uniform over the available attributes, so it cancels from every ratio and
 //! is left out. The probability of the next token is the mass of the child node it leads to over
 //! the mass of the current node, times, for a name token, the name factor `W(q x) / W(q)` (common
-//! to all states, SPEC 4.3) and, for the value token, each state's own factor (`1[x == v]` when
+//! to all states, docs/codelength.md#per-token) and, for the value token, each state's own factor
+//! (`1[x == v]` when
 //! the entity's value is revealed, `H_a(x)` otherwise).
 
 use rayon::prelude::*;
@@ -635,7 +637,7 @@ pub(crate) fn learn<T: TokenWord>(
 /// Fewest documents per parallel chunk: below this the fast-forward is not worth a thread.
 const MIN_CHUNK_DOCS: usize = 1024;
 
-/// Exact per-token code lengths of a whole corpus (SPEC 4.3), in bits.
+/// Exact per-token code lengths of a whole corpus (docs/codelength.md#per-token), in bits.
 ///
 /// The predictive of a document depends on every earlier document, so the corpus is cut into
 /// one chunk per thread: a fast sequential pass (parse and learn, no scoring) produces the state
@@ -864,7 +866,8 @@ pub fn predictive_distributions<T: TokenWord>(
 }
 
 /// Per-role bits and the entity's training count of one document scored against a frozen state
-/// (the state is not changed: SPEC 4.4 scores each test document on its own).
+/// (the state is not changed: docs/codelength.md#learning-curve scores each test document on its
+/// own).
 pub(crate) fn score_frozen<T: TokenWord>(
     cursor: &mut Cursor<'_>,
     state: &State,

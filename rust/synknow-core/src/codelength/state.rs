@@ -213,7 +213,8 @@ impl SkeletonTrie {
     }
 }
 
-/// Everything the Bayes learner knows before reading any document (SPEC 4): the grammar and the
+/// Everything the Bayes learner knows before reading any document (docs/codelength.md): the grammar
+/// and the
 /// hyperparameters, in the form the code-length engines use.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -515,7 +516,7 @@ impl State {
         nu / free as f64
     }
 
-    /// `W(q)` of SPEC 4.3 for the root (no name part seen).
+    /// `W(q)` of docs/codelength.md#per-token for the root (no name part seen).
     #[inline]
     pub(crate) fn root_name_weight(&self, model: &Model, new_mass: f64) -> f64 {
         let k = self.n_entities() as u64;

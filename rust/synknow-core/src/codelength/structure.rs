@@ -1,4 +1,5 @@
-//! The two-part code and the structure function of a training corpus (SPEC 4.6).
+//! The two-part code and the structure function of a training corpus
+//! (docs/codelength.md#structure-function).
 //!
 //! A model stores the syntax parameters and a set `S` of entities (the top-k by count); the data
 //! are then coded with the maximum-likelihood `theta`, stored entities by their empirical
@@ -26,12 +27,12 @@ pub struct StructureFunction {
     pub data_bits: Vec<f64>,
 }
 
-/// SPEC 4.6 for the first `n_docs` documents.
+/// docs/codelength.md#structure-function for the first `n_docs` documents.
 ///
 /// A stored entity's model cost is `log2 U + log2 N` plus `-log2 H_a(v_{k,a})` for each
 /// attribute stated about it in the corpus (a fact never stated cannot be learnt, so it is not
-/// stored; when `m = A` every attribute of every seen entity is stated and this is SPEC's
-/// `sum_a`).
+/// stored; when `m = A` every attribute of every seen entity is stated and the value term is
+/// the plain `sum_a`).
 pub fn structure_function(
     model: &Model,
     latents: &Latents<'_>,

@@ -60,8 +60,9 @@ impl Crp<'_> {
         Ok(k as u32)
     }
 
-    /// The PYCRP draws of the next `n` documents' entities (SPEC 3.2; O(1) expected per draw,
-    /// SPEC 3.4).
+    /// The PYCRP draws of the next `n` documents' entities (docs/model.md#knowledge; O(1) expected
+    /// per draw,
+    /// docs/model.md#randomness).
     pub(super) fn draw(&mut self, n: usize) -> Result<(), CorpusError> {
         let alpha = self.grammar.config.alpha;
         let beta = self.grammar.config.beta;

@@ -1,4 +1,4 @@
-//! The Syntax-Knowledge sampler (SPEC 3).
+//! The Syntax-Knowledge sampler (docs/model.md#generative-process).
 //!
 //! Three stages per batch of documents:
 //! 1. **latent, sequential**: the PYCRP draw of each document's entity (one CRP stream), and the
@@ -47,7 +47,7 @@ use render::{RenderSource, RenderWork, Renderer, NARROW, WIDE};
 /// balance two to sixteen threads.
 const CHUNK_DOCS: usize = 2048;
 
-/// A token word: `u16` when the vocabulary fits, else `u32` (SPEC 1).
+/// A token word: `u16` when the vocabulary fits, else `u32` (docs/model.md#vocabulary).
 pub trait TokenWord: Copy + Default + Send + Sync + 'static {
     const DTYPE: &'static str;
     fn from_u32(x: u32) -> Self;
@@ -108,7 +108,7 @@ impl Tokens {
     }
 }
 
-/// The entity table (SPEC 3.5), `K` rows.
+/// The entity table (docs/model.md#corpus-contents), `K` rows.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Entities {
     /// `K x J` name token ids, row-major.
@@ -146,7 +146,7 @@ pub struct Batch<T> {
     pub sentence_template: Vec<u16>,
 }
 
-/// An in-memory corpus: everything of SPEC 3.5.
+/// An in-memory corpus: everything of docs/model.md#corpus-contents.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Corpus {
     pub config: Config,
@@ -235,7 +235,7 @@ const PIECES: usize = 8;
 
 impl Sampler {
     /// A sampler that will draw up to `planned_docs` documents; the configuration is validated,
-    /// including the name supply `U >= 100 E[K_N]` (SPEC 2).
+    /// including the name supply `U >= 100 E[K_N]` (docs/model.md#configuration).
     pub fn new(config: &Config, planned_docs: u64) -> Result<Self, ConfigError> {
         let grammar = Grammar::new(config)?;
         let u = config.name_space();
@@ -251,7 +251,8 @@ impl Sampler {
                 "name_parts",
                 format!(
                     "too few names: U = prod(name_parts) = {u} but {planned_docs} documents need \
-                     U >= 100 * E[K_N] = {:.0} (SPEC 2); enlarge name_parts or draw fewer documents",
+                     U >= 100 * E[K_N] = {:.0} (docs/model.md#configuration); enlarge name_parts \
+                     or draw fewer documents",
                     100.0 * expected
                 ),
             ));
@@ -495,7 +496,7 @@ pub fn needs_u32(grammar: &Grammar) -> bool {
     grammar.layout.vocab_size > 65_536
 }
 
-/// Samples a whole corpus in memory (SPEC 3).
+/// Samples a whole corpus in memory (docs/model.md#generative-process).
 pub fn sample(config: &Config, n_docs: u64, threads: Option<usize>) -> Result<Corpus, CorpusError> {
     let mut sampler = Sampler::new(config, n_docs)?;
     let n =
