@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -193,6 +193,13 @@ def _check_types(cfg: SyntaxKnowledgeConfig) -> None:
     for field, choices in _CHOICES.items():
         if getattr(cfg, field) not in choices:
             raise bad(field, "one of " + ", ".join(repr(c) for c in choices))
+    _check_optional_types(cfg, bad)
+
+
+def _check_optional_types(
+    cfg: SyntaxKnowledgeConfig, bad: Callable[[str, str], ValueError]
+) -> None:
+    """The fields that take one of several shapes (a number or a list, None, a string)."""
     tpa = cfg.templates_per_attribute
     if not (_is_int(tpa) and 0 <= tpa < 2**32) and not (
         isinstance(tpa, tuple) and all(_is_int(x) and 0 <= x < 2**32 for x in tpa)

@@ -413,6 +413,31 @@ def load_corpus(path: str | os.PathLike[str], *, verify: bool = False, mmap: boo
 def _load_at(dir_fd: int, path: Path, *, verify: bool, mmap: bool) -> Corpus:
     mpath = path / "manifest.json"
     manifest = _read_manifest(dir_fd, path)
+    config = _manifest_config(manifest, path, verify=verify)
+    arrays = _manifest_arrays(dir_fd, manifest, path, verify=verify, mmap=mmap)
+    for key, value in (
+        ("n_docs", len(arrays["doc_entity"])),
+        ("n_tokens", len(arrays["tokens"])),
+        ("n_entities", len(arrays["entity_counts"])),
+        ("seed", config.seed),
+        ("n_attributes", config.n_attributes),
+        ("attrs_per_doc", config.m),
+        ("n_name_parts", len(config.name_parts)),
+    ):
+        if manifest.get(key) != value or isinstance(manifest.get(key), bool):
+            raise CorpusError(
+                f"{mpath}: {key}={manifest.get(key)!r:.40} but the corpus has {value}"
+            )
+    corpus = Corpus(arrays, config, path=path, manifest=manifest)
+    _check_invariants(arrays)
+    return corpus
+
+
+def _manifest_config(
+    manifest: dict[str, Any], path: Path, *, verify: bool
+) -> SyntaxKnowledgeConfig:
+    """The format, version and configuration of a manifest, checked."""
+    mpath = path / "manifest.json"
     if manifest.get("format") != FORMAT:
         raise CorpusError(f"{mpath}: not a synknow corpus manifest")
     version = manifest.get("format_version")
@@ -444,6 +469,15 @@ def _load_at(dir_fd: int, path: Path, *, verify: bool, mmap: bool) -> Corpus:
                 f"{mpath}: vocab_size={manifest.get('vocab_size')!r:.40} but the "
                 f"configuration has {vocab_size}"
             )
+    return config
+
+
+def _manifest_arrays(
+    dir_fd: int, manifest: dict[str, Any], path: Path, *, verify: bool, mmap: bool
+) -> dict[str, np.ndarray]:
+    """Every array the manifest names, mapped relative to the directory handle and checked
+    against its entry (and its hash with ``verify``)."""
+    mpath = path / "manifest.json"
     entries = manifest.get("arrays")
     if not isinstance(entries, dict):
         raise CorpusError(f"{mpath}: 'arrays' must be a JSON object mapping names to entries")
@@ -464,22 +498,7 @@ def _load_at(dir_fd: int, path: Path, *, verify: bool, mmap: bool) -> Corpus:
             if digest != entry.get("xxh3_64"):
                 raise CorpusError(f"{path / file}: content hash mismatch (file altered or corrupt)")
         arrays[name] = arr
-    for key, value in (
-        ("n_docs", len(arrays["doc_entity"])),
-        ("n_tokens", len(arrays["tokens"])),
-        ("n_entities", len(arrays["entity_counts"])),
-        ("seed", config.seed),
-        ("n_attributes", config.n_attributes),
-        ("attrs_per_doc", config.m),
-        ("n_name_parts", len(config.name_parts)),
-    ):
-        if manifest.get(key) != value or isinstance(manifest.get(key), bool):
-            raise CorpusError(
-                f"{mpath}: {key}={manifest.get(key)!r:.40} but the corpus has {value}"
-            )
-    corpus = Corpus(arrays, config, path=path, manifest=manifest)
-    _check_invariants(arrays)
-    return corpus
+    return arrays
 
 
 def _open_member(dir_fd: int, path: Path, name: str) -> IO[bytes]:
