@@ -230,20 +230,26 @@ def collate_documents(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor
     ``entity`` and ``lengths``."""
     if not items:
         raise ValueError("collate_documents needs at least one document")
-    lengths = [len(it["tokens"]) for it in items]
-    rows, width = len(items), max(lengths)
+    lengths = torch.tensor([len(it["tokens"]) for it in items], dtype=torch.int64)
+    rows, width = len(items), int(lengths.max())
+    # One scatter for the whole batch: (row, column) of every token of the concatenation.
+    flat = torch.cat([it["tokens"] for it in items])
+    row = torch.repeat_interleave(torch.arange(rows), lengths)
+    starts = torch.cumsum(lengths, 0) - lengths
+    col = torch.arange(len(flat)) - torch.repeat_interleave(starts, lengths)
     tokens = torch.full((rows, width), PAD, dtype=torch.int64)
+    tokens[row, col] = flat
+    next_flat = torch.cat([flat[1:], flat.new_full((1,), IGNORE)])
+    last = col == torch.repeat_interleave(lengths - 1, lengths)
     targets = torch.full((rows, width), IGNORE, dtype=torch.int64)
+    targets[row, col] = torch.where(last, IGNORE, next_flat)
     roles = torch.zeros((rows, width), dtype=torch.uint8)
-    for row, (it, n) in enumerate(zip(items, lengths, strict=True)):
-        tokens[row, :n] = it["tokens"]
-        targets[row, : n - 1] = it["tokens"][1:]
-        roles[row, :n] = it["roles"]
+    roles[row, col] = torch.cat([it["roles"] for it in items])
     return {
         "tokens": tokens,
         "targets": targets,
         "roles": roles,
         "index": torch.tensor([it["index"] for it in items], dtype=torch.int64),
         "entity": torch.tensor([it["entity"] for it in items], dtype=torch.int64),
-        "lengths": torch.tensor(lengths, dtype=torch.int64),
+        "lengths": lengths,
     }
