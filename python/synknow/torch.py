@@ -49,7 +49,12 @@ def _count(name: str, value: Any, minimum: int = 0) -> int:
 
 
 class CorpusWindows(Dataset):
-    """Windows of whole documents ``[start, stop)`` of a corpus, packed from ``BOS``.
+    """Windows of whole documents of a corpus, packed from ``BOS``.
+
+    The documents are ``[start, stop)`` in order, or ``order`` (document ids, e.g. a seeded
+    permutation per epoch) when given; they are packed next fit: a document that does not fit
+    closes the window, the rule of the project's trainer (``synknow.train.data.TrainData``
+    packs ``order = permutation(n_train)`` the same way).
 
     Item ``w`` is a dict of 1-D tensors of length ``context_length``: ``tokens`` (int64, PAD
     after the last document), ``targets`` (int64; each document's next tokens, ``IGNORE`` = -100
@@ -65,27 +70,39 @@ class CorpusWindows(Dataset):
         *,
         start: int = 0,
         stop: int | None = None,
+        order: Sequence[int] | np.ndarray | None = None,
     ):
         if not isinstance(corpus, Corpus):
             corpus = load_corpus(Path(corpus))
         self.corpus = corpus
         self.context_length = _count("context_length", context_length, minimum=2)
-        stop = corpus.n_docs if stop is None else stop
-        start = _count("start", start)
-        stop = _count("stop", stop)
-        if not start < stop <= corpus.n_docs:
-            raise ValueError(f"documents [{start}, {stop}) are not within [0, {corpus.n_docs})")
-        self.start, self.stop = start, stop
-        offsets = np.asarray(corpus.doc_offsets[start : stop + 1], dtype=np.int64)
-        lengths = np.diff(offsets)
+        if order is None:
+            stop = corpus.n_docs if stop is None else stop
+            start, stop = _count("start", start), _count("stop", stop)
+            if not start < stop <= corpus.n_docs:
+                raise ValueError(f"documents [{start}, {stop}) are not within [0, {corpus.n_docs})")
+            docs = np.arange(start, stop, dtype=np.int64)
+        else:
+            if start != 0 or stop is not None:
+                raise ValueError("give either order or start/stop, not both")
+            docs = np.asarray(order)
+            if docs.ndim != 1 or not len(docs) or docs.dtype.kind not in "iu":
+                raise ValueError("order must be a non-empty 1-D array of document ids")
+            docs = docs.astype(np.int64)
+            if int(docs.min()) < 0 or int(docs.max()) >= corpus.n_docs:
+                raise ValueError(f"order has document ids outside [0, {corpus.n_docs})")
+        self.docs = docs
+        offsets = np.asarray(corpus.doc_offsets, dtype=np.int64)
+        self._doc_start = offsets[docs]
+        lengths = offsets[docs + 1] - self._doc_start
+        self._doc_len = lengths
         longest = int(lengths.max())
         if longest > self.context_length:
-            doc = start + int(np.argmax(lengths))
+            doc = int(docs[int(np.argmax(lengths))])
             raise ValueError(
                 f"document {doc} has {longest} tokens, more than context_length="
                 f"{self.context_length} (documents are never split)"
             )
-        self._offsets = offsets
         ptr = [0]
         used = 0
         # Next fit: a document that does not fit closes the window (same rule as the trainer).
@@ -100,37 +117,40 @@ class CorpusWindows(Dataset):
     def __len__(self) -> int:
         return len(self._window_ptr) - 1
 
-    def window_docs(self, index: int) -> range:
-        """Corpus document ids packed into window ``index``."""
+    def _slots(self, index: int) -> slice:
         if not -len(self) <= index < len(self):
             raise IndexError(f"window {index} out of range ({len(self)} windows)")
         index %= len(self)
-        lo, hi = int(self._window_ptr[index]), int(self._window_ptr[index + 1])
-        return range(self.start + lo, self.start + hi)
+        return slice(int(self._window_ptr[index]), int(self._window_ptr[index + 1]))
+
+    def window_docs(self, index: int) -> np.ndarray:
+        """Corpus document ids packed into window ``index``, in order."""
+        return self.docs[self._slots(index)]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        docs = self.window_docs(int(index))
+        slots = self._slots(int(index))
         t = self.context_length
-        first = int(self._offsets[docs.start - self.start])
-        last = int(self._offsets[docs.stop - self.start])
-        n = last - first
         tokens = np.full(t, PAD, dtype=np.int64)
         targets = np.full(t, IGNORE, dtype=np.int64)
         roles = np.zeros(t, dtype=np.uint8)
         positions = np.zeros(t, dtype=np.int64)
         doc = np.full(t, -1, dtype=np.int64)
         entity = np.full(t, -1, dtype=np.int64)
-        tokens[:n] = self.corpus.tokens[first:last]
-        roles[:n] = self.corpus.roles[first:last]
-        bounds = self._offsets[docs.start - self.start : docs.stop - self.start + 1] - first
-        lengths = np.diff(bounds)
-        doc[:n] = np.repeat(np.arange(docs.start, docs.stop, dtype=np.int64), lengths)
-        entity[:n] = np.repeat(
-            np.asarray(self.corpus.doc_entity[docs.start : docs.stop], dtype=np.int64), lengths
-        )
-        positions[:n] = np.arange(n) - np.repeat(bounds[:-1], lengths)
-        targets[: n - 1] = tokens[1:n]
-        targets[bounds[1:] - 1] = IGNORE  # a document's last token predicts nothing
+        col = 0
+        for d, lo, n in zip(
+            self.docs[slots].tolist(),
+            self._doc_start[slots].tolist(),
+            self._doc_len[slots].tolist(),
+            strict=True,
+        ):
+            span = slice(col, col + n)
+            tokens[span] = self.corpus.tokens[lo : lo + n]
+            roles[span] = self.corpus.roles[lo : lo + n]
+            targets[col : col + n - 1] = tokens[col + 1 : col + n]
+            positions[span] = np.arange(n)
+            doc[span] = d
+            entity[span] = int(self.corpus.doc_entity[d])
+            col += n
         return {
             "tokens": torch.from_numpy(tokens),
             "targets": torch.from_numpy(targets),

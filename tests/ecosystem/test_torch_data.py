@@ -151,3 +151,31 @@ def test_import_without_torch_is_one_clear_line() -> None:
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: synknow.torch needs torch")
     assert "pip install 'synknow[train]'" in last
+
+
+def test_windows_in_the_trainers_order_equal_the_trainers_windows(corpus_dir: Path) -> None:
+    # The trainer could read its windows from CorpusWindows: with its epoch permutation as
+    # `order`, the packing and every window's tokens, targets and positions are the same.
+    from synknow.train.data import TrainData
+
+    corpus = synknow.load_corpus(corpus_dir)
+    data = TrainData(corpus, n_train=300, context_length=256, shuffle_seed=3)
+    order = np.random.Generator(np.random.PCG64([3, 0])).permutation(300)
+    ds = CorpusWindows(corpus, 256, order=order)
+    assert len(ds) == data.windows_per_epoch
+    for w in range(len(ds)):
+        assert np.array_equal(ds.window_docs(w), data.window_docs(w)), w
+        batch, item = data.batch(step=w, batch_size=1), ds[w]
+        assert torch.equal(batch.tokens[0], item["tokens"])
+        assert torch.equal(batch.targets[0], item["targets"])
+        real = item["doc"] >= 0
+        assert torch.equal(batch.positions[0][real], item["positions"][real])
+
+
+def test_windows_order_errors(corpus_dir: Path) -> None:
+    with pytest.raises(ValueError, match="either order or start/stop"):
+        CorpusWindows(corpus_dir, 256, order=[0, 1], stop=5)
+    with pytest.raises(ValueError, match=r"outside \[0, 400\)"):
+        CorpusWindows(corpus_dir, 256, order=[0, 400])
+    with pytest.raises(ValueError, match="non-empty 1-D array"):
+        CorpusWindows(corpus_dir, 256, order=[])
