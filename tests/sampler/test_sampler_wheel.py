@@ -27,6 +27,8 @@ def _maturin() -> str | None:
 def _has_zig(maturin: str) -> bool:
     # maturin finds zig through the `ziglang` package of its own interpreter.
     python = Path(maturin).parent / "python"
+    if not python.exists():
+        return False
     probe = subprocess.run(
         [str(python), "-m", "ziglang", "version"], capture_output=True, timeout=60
     )
