@@ -61,9 +61,21 @@ bench: build ## run the benchmarks (results under benches/results/)
 	$(PY) benches/bench_train.py
 	$(PY) benches/bench_kernels.py
 
-wheel: $(STAMP) ## build the abi3 wheels into dist/
-	$(VENV)/bin/maturin build --release -o dist
-	$(PY) -m pip wheel --no-deps -w dist ./kernels
+# Wheels need only maturin (and zig, from the ziglang package, to link against an old glibc), in
+# a venv of their own under target/: no torch, no development requirements. On Linux the wheel is
+# manylinux2014 (glibc 2.17: RHEL/Rocky 8, Ubuntu 20.04 and older clusters accept it).
+WHEEL_VENV := target/wheel-venv
+# maturin finds zig as `python -m ziglang` of the first python on PATH: the wheel venv's.
+WHEEL_ENV := VIRTUAL_ENV=$(abspath $(WHEEL_VENV)) PATH="$(abspath $(WHEEL_VENV))/bin:$$PATH"
+WHEEL_LINUX := $(if $(filter Linux,$(shell uname -s)),--compatibility manylinux2014 --zig,)
+wheel: ## build the synknow abi3 wheel + sdist and the synknow-kernels wheel into dist/ (no torch)
+	@command -v cargo >/dev/null || { echo "cargo (Rust) is required: https://rustup.rs"; exit 1; }
+	@test -x $(WHEEL_VENV)/bin/maturin || { $(PYTHON) -m venv $(WHEEL_VENV) && \
+		$(WHEEL_VENV)/bin/python -m pip install -q "maturin>=1.7,<2" ziglang; }
+	$(WHEEL_ENV) maturin build --release $(WHEEL_LINUX) -o dist
+	$(WHEEL_ENV) maturin sdist -o dist
+	$(WHEEL_ENV) python -m pip wheel -q --no-deps -w dist ./kernels
+	rm -rf kernels/build  # setuptools' in-tree build directory
 
 gpu-check: ## one GPU check (~10 min on an H100/H200): tests, benchmarks, gpu-small; OUT=folder
 	bash benches/gpu_check.sh $(or $(OUT),gpu-check)
