@@ -4,15 +4,13 @@
 //! token blocks, `H_a`, `alpha`, `beta`, `gamma`, `m`, the ordering rule) but neither `theta` nor
 //! the entities. Two independent routes compute its code length:
 //!
-//! - [`closed_form`]: docs/codelength.md#per-document per document and
-//! docs/codelength.md#whole-corpus for a whole corpus, from the latent
-//!   records the sampler wrote (entity of each document, attribute and template of each sentence,
-//!   the entity table);
-//! - [`predictive`]: docs/codelength.md#per-token, the exact posterior predictive of every token
-//! computed from the
-//!   token stream alone (parse states from tokens, a trie over used names, values learned from
-//!   parsed sentences). Its per-token code lengths sum to the closed forms to rounding, which is
-//!   the main correctness check of both.
+//! - [`closed_form`]: per document (docs/codelength.md#per-document) and for a whole corpus
+//!   (docs/codelength.md#whole-corpus), from the latent records the sampler wrote (entity of
+//!   each document, attribute and template of each sentence, the entity table);
+//! - [`predictive`]: the exact posterior predictive of every token
+//!   (docs/codelength.md#per-token), computed from the token stream alone (parse states from
+//!   tokens, a trie over used names, values learned from parsed sentences). Its per-token code
+//!   lengths sum to the closed forms to rounding, which is the main correctness check of both.
 //!
 //! On top of the predictive: [`curve`], the Bayes learning curve
 //! (docs/codelength.md#learning-curve), and [`structure`],
