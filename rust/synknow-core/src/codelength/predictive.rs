@@ -333,6 +333,95 @@ impl<'m> Cursor<'m> {
         }
     }
 
+    /// The tokens to which the predictive gives positive mass, with weights proportional to
+    /// their predictive probabilities, into `out` (the entropy coder's alphabet at this
+    /// position). The order and the weights depend on the state and the tokens read so far
+    /// alone, never on the next token, so an encoder and a decoder derive the same alphabet.
+    /// `acc` is a scratch of `vocab_size` zeros, left zeroed; `order` a scratch list.
+    pub(crate) fn support(
+        &self,
+        state: &State,
+        acc: &mut [f64],
+        order: &mut Vec<u32>,
+        out: &mut Vec<(u32, f64)>,
+    ) {
+        let model = self.model;
+        let trie = &model.skeleton;
+        out.clear();
+        order.clear();
+        match self.phase {
+            Phase::ExpectBos => out.push((BOS, 1.0)),
+            Phase::ExpectEos => out.push((EOS, 1.0)),
+            Phase::Done => {}
+            Phase::Sentence => {
+                // Tokens reached through two parse states (a shared value pool) add up.
+                let mut add = |x: u32, w: f64| {
+                    if w > 0.0 {
+                        if acc[x as usize] == 0.0 {
+                            order.push(x);
+                        }
+                        acc[x as usize] += w;
+                    }
+                };
+                let branching = trie.n_children(self.node) > 1;
+                for i in trie.children(self.node) {
+                    let (code, child) = trie.child_at(i);
+                    let rep = if branching { child } else { self.rep };
+                    if code < CODE_NAME {
+                        let w = if branching {
+                            self.mass_of(state, rep, self.past_value) / self.mass
+                        } else {
+                            1.0
+                        };
+                        add(code, w);
+                    } else if code == CODE_VALUE {
+                        for e in trie.entries(rep) {
+                            let a = trie.entry_attr[e] as usize;
+                            if !self.available(a) {
+                                continue;
+                            }
+                            let w = (state.entry_counts[e] as f64 + trie.entry_gamma[e])
+                                * state.inv_norm[a]
+                                / self.mass;
+                            let revealed = if self.entity != NONE {
+                                state.values[self.entity as usize * model.n_attributes + a]
+                            } else {
+                                NONE
+                            };
+                            if revealed != NONE {
+                                add(revealed, w);
+                            } else {
+                                let base = model.value_base[a];
+                                for (local, &p) in model.value_prob[a].iter().enumerate() {
+                                    add(base + local as u32, w * p);
+                                }
+                            }
+                        }
+                    } else {
+                        let j = (code - CODE_NAME) as usize;
+                        let p_parse = if branching {
+                            self.mass_of(state, rep, self.past_value) / self.mass
+                        } else {
+                            1.0
+                        };
+                        if self.name_done {
+                            add(self.name[j], p_parse);
+                        } else {
+                            let start = model.name_start[j];
+                            for local in 0..model.name_size[j] {
+                                let (w, _, _) = self.extend_name(state, j, start + local);
+                                add(start + local, p_parse * w / self.name_weight);
+                            }
+                        }
+                    }
+                }
+                for &x in order.iter() {
+                    out.push((x, std::mem::take(&mut acc[x as usize])));
+                }
+            }
+        }
+    }
+
     /// The full predictive distribution of the next token (over the whole vocabulary) into
     /// `out`. Used by the normalisation tests; the scorer never calls it.
     pub(crate) fn distribution(&self, state: &State, out: &mut [f64]) {
