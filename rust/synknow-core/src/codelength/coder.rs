@@ -20,7 +20,7 @@
 //! grammar JSON each as `u32` length + bytes, payload words `u64`) and the range coder's `u32`
 //! words.
 
-use constriction::stream::model::DefaultContiguousCategoricalEntropyModel;
+use constriction::stream::model::{DefaultContiguousCategoricalEntropyModel, DefaultUniformModel};
 use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
 use constriction::stream::{Decode, Encode};
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,7 @@ use crate::error::CorpusError;
 use crate::grammar::{Grammar, Slot, Template};
 use crate::sampler::TokenWord;
 
-use super::predictive::{check_offsets, Cursor};
+use super::predictive::{check_offsets, Cursor, Within};
 use super::state::{DocError, Model, State};
 use super::{cancelled_error, run_with_progress, Report};
 
@@ -177,15 +177,171 @@ fn tokens_hash<T: TokenWord>(tokens: &[T]) -> u64 {
     h.digest()
 }
 
-/// A categorical model over `weights` (at least two, all positive).
-fn categorical(weights: &[f64]) -> Result<DefaultContiguousCategoricalEntropyModel, CorpusError> {
+/// A categorical model over `weights` (at least two, not all zero).
+fn categorical(weights: &[f64]) -> Result<DefaultContiguousCategoricalEntropyModel, String> {
     DefaultContiguousCategoricalEntropyModel::from_floating_point_probabilities_fast(weights, None)
-        .map_err(|()| {
-            CorpusError::Argument(format!(
-                "cannot quantise a predictive over {} tokens",
-                weights.len()
-            ))
-        })
+        .map_err(|()| format!("cannot quantise a predictive over {} tokens", weights.len()))
+}
+
+/// Buffers of the per-position coding decisions, shared by the encoder and the decoder.
+struct Scratch {
+    acc: Vec<f64>,
+    order: Vec<u32>,
+    codes: Vec<u32>,
+    weights: Vec<f64>,
+    support: Vec<(u32, f64)>,
+}
+
+const NOT_POSSIBLE: &str = "has probability 0 under the model given the preceding tokens";
+
+impl Scratch {
+    fn new(model: &Model) -> Self {
+        Scratch {
+            acc: vec![0.0; model.vocab_size() as usize],
+            order: Vec::new(),
+            codes: Vec::new(),
+            weights: Vec::new(),
+            support: Vec::new(),
+        }
+    }
+
+    /// Codes token `x` at the cursor's position: first the skeleton child when there are
+    /// several, then the token within the child when it has several. Returns the number of
+    /// coded symbols.
+    fn encode(
+        &mut self,
+        cursor: &Cursor<'_>,
+        state: &State,
+        x: u32,
+        encoder: &mut DefaultRangeEncoder,
+    ) -> Result<u64, String> {
+        let model = cursor.model();
+        let impossible = || format!("token {} {NOT_POSSIBLE}", model.describe(x));
+        if cursor.forced().is_some() || cursor.finished() {
+            // Structure tokens are free; `step` rejects a wrong one.
+            return Ok(0);
+        }
+        let code = if x < model.vocab_size() {
+            model.code_of(x)
+        } else {
+            return Err(impossible());
+        };
+        let mut coded = 0;
+        cursor.branch(state, &mut self.codes, &mut self.weights);
+        let i = self
+            .codes
+            .iter()
+            .position(|&c| c == code)
+            .ok_or_else(impossible)?;
+        if self.codes.len() > 1 {
+            encoder
+                .encode_symbol(i, categorical(&self.weights)?)
+                .map_err(|e| format!("range coder: {e}"))?;
+            coded += 1;
+        }
+        match cursor.within(
+            state,
+            code,
+            &mut self.acc,
+            &mut self.order,
+            &mut self.support,
+        ) {
+            Within::Single(t) if t == x => {}
+            Within::Single(_) => return Err(impossible()),
+            Within::Uniform(start, size) => {
+                let local = x.wrapping_sub(start);
+                if local >= size {
+                    return Err(impossible());
+                }
+                encoder
+                    .encode_symbol(local as usize, uniform(size)?)
+                    .map_err(|e| format!("range coder: {e}"))?;
+                coded += 1;
+            }
+            Within::Weighted => {
+                let j = self
+                    .support
+                    .iter()
+                    .position(|&(y, _)| y == x)
+                    .ok_or_else(impossible)?;
+                if self.support.len() > 1 {
+                    self.weights.clear();
+                    self.weights.extend(self.support.iter().map(|&(_, w)| w));
+                    encoder
+                        .encode_symbol(j, categorical(&self.weights)?)
+                        .map_err(|e| format!("range coder: {e}"))?;
+                    coded += 1;
+                }
+            }
+        }
+        Ok(coded)
+    }
+
+    /// Decodes the token at the cursor's position (the mirror of [`encode`](Self::encode));
+    /// returns it and the number of decoded symbols.
+    fn decode(
+        &mut self,
+        cursor: &Cursor<'_>,
+        state: &State,
+        decoder: &mut DefaultRangeDecoder,
+    ) -> Result<(u32, u64), String> {
+        if let Some(t) = cursor.forced() {
+            return Ok((t, 0));
+        }
+        let mut coded = 0;
+        cursor.branch(state, &mut self.codes, &mut self.weights);
+        let code = match self.codes.len() {
+            0 => return Err("no possible next token".to_string()),
+            1 => self.codes[0],
+            _ => {
+                coded += 1;
+                let i = decoder
+                    .decode_symbol(categorical(&self.weights)?)
+                    .map_err(|e| format!("range decoder: {e}"))?;
+                self.codes[i]
+            }
+        };
+        let x = match cursor.within(
+            state,
+            code,
+            &mut self.acc,
+            &mut self.order,
+            &mut self.support,
+        ) {
+            Within::Single(t) => t,
+            Within::Uniform(start, size) => {
+                coded += 1;
+                let local = decoder
+                    .decode_symbol(uniform(size)?)
+                    .map_err(|e| format!("range decoder: {e}"))?;
+                start + local as u32
+            }
+            Within::Weighted => match self.support.len() {
+                0 => return Err("no possible next token".to_string()),
+                1 => self.support[0].0,
+                _ => {
+                    coded += 1;
+                    self.weights.clear();
+                    self.weights.extend(self.support.iter().map(|&(_, w)| w));
+                    let j = decoder
+                        .decode_symbol(categorical(&self.weights)?)
+                        .map_err(|e| format!("range decoder: {e}"))?;
+                    self.support[j].0
+                }
+            },
+        };
+        Ok((x, coded))
+    }
+}
+
+/// The uniform model over `size` tokens (at most 2^24, the coder's precision).
+fn uniform(size: u32) -> Result<DefaultUniformModel, String> {
+    if size as u64 > 1 << 24 {
+        return Err(format!(
+            "a name part of {size} tokens exceeds the coder's 2^24 symbols"
+        ));
+    }
+    Ok(DefaultUniformModel::new(size as usize))
 }
 
 /// Documents between two progress reports and cancellation checks.
@@ -203,8 +359,7 @@ pub fn encode<T: TokenWord>(
     run_with_progress(n_docs as u64, report, |progress| {
         let mut state = State::new(model, true);
         let mut cursor = Cursor::new(model);
-        let mut acc = vec![0.0f64; model.vocab_size() as usize];
-        let (mut order, mut support, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Scratch::new(model);
         let mut encoder = DefaultRangeEncoder::new();
         let mut coded = 0u64;
         for d in 0..n_docs {
@@ -222,24 +377,9 @@ pub fn encode<T: TokenWord>(
             cursor.reset(&state);
             for (i, &t) in doc.iter().enumerate() {
                 let x = t.to_u32();
-                cursor.support(&state, &mut acc, &mut order, &mut support);
-                if support.len() > 1 {
-                    let index = support.iter().position(|&(y, _)| y == x).ok_or_else(|| {
-                        fail(
-                            i,
-                            format!(
-                                "token {} has probability 0 under the model given the preceding tokens",
-                                model.describe(x)
-                            ),
-                        )
-                    })?;
-                    weights.clear();
-                    weights.extend(support.iter().map(|&(_, w)| w));
-                    encoder
-                        .encode_symbol(index, categorical(&weights)?)
-                        .map_err(|e| CorpusError::Argument(format!("range coder: {e}")))?;
-                    coded += 1;
-                }
+                coded += scratch
+                    .encode(&cursor, &state, x, &mut encoder)
+                    .map_err(|m| fail(i, m))?;
                 cursor.step(&state, x).map_err(|m| fail(i, m))?;
             }
             if !cursor.finished() {
@@ -270,8 +410,7 @@ pub fn decode(
             .map_err(|_| corrupt("the payload cannot be read"))?;
         let mut state = State::new(model, true);
         let mut cursor = Cursor::new(model);
-        let mut acc = vec![0.0f64; model.vocab_size() as usize];
-        let (mut order, mut support, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Scratch::new(model);
         let cap = usize::try_from(max_tokens).unwrap_or(usize::MAX);
         let mut tokens: Vec<u32> = Vec::new();
         tokens
@@ -289,20 +428,10 @@ pub fn decode(
             }
             cursor.reset(&state);
             while !cursor.finished() {
-                cursor.support(&state, &mut acc, &mut order, &mut support);
-                let x = match support.len() {
-                    0 => return Err(corrupt(format!("document {d} has no possible next token"))),
-                    1 => support[0].0,
-                    _ => {
-                        weights.clear();
-                        weights.extend(support.iter().map(|&(_, w)| w));
-                        let index = decoder
-                            .decode_symbol(categorical(&weights)?)
-                            .map_err(|e| corrupt(format!("range decoder: {e}")))?;
-                        coded += 1;
-                        support[index].0
-                    }
-                };
+                let (x, n) = scratch
+                    .decode(&cursor, &state, &mut decoder)
+                    .map_err(|m| corrupt(format!("document {d}: {m}")))?;
+                coded += n;
                 if tokens.len() as u64 >= max_tokens {
                     return Err(corrupt(format!(
                         "more than the {max_tokens} tokens of the header"
