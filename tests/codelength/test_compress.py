@@ -138,3 +138,25 @@ def test_cli_roundtrip(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(np.load(tmp_path / "dec" / "tokens.npy"), corpus.tokens)
     np.testing.assert_array_equal(np.load(tmp_path / "dec" / "doc_offsets.npy"), corpus.doc_offsets)
     assert json.loads((tmp_path / "dec" / "config.json").read_text())["seed"] == 0
+
+
+def test_corpus_the_model_cannot_produce_is_a_clear_error() -> None:
+    corpus = synknow.sample(presets.bios(), 20, seed=2)
+    arrays = dict(corpus.arrays)
+    tokens = arrays["tokens"].copy()
+    # The first syntax word of document 3 replaced by BOS: no template continues with it.
+    start = int(corpus.doc_offsets[3])
+    tokens[start + 1 : start + 3] = synknow.tokens.BOS
+    arrays["tokens"] = tokens
+    bad = synknow.Corpus(arrays, corpus.config)
+    with pytest.raises(ValueError, match="document 3") as e:
+        compress(bad, progress=False)
+    assert "\n" not in str(e.value)
+
+
+def test_cli_decompress_of_garbage_fails_cleanly(tmp_path, capsys) -> None:
+    path = tmp_path / "garbage.synkz"
+    path.write_bytes(b"SYNKZIP\0" + bytes(100))
+    assert main(["decompress", str(path), str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "compressed file" in err and not (tmp_path / "out").exists()

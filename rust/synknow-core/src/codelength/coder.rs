@@ -1,13 +1,15 @@
 //! Lossless compression of a corpus's token stream at the exact Bayes code length.
 //!
-//! The coder walks the corpus with the same [`Cursor`] and [`State`] as the code lengths: at each
-//! position it asks the predictive for its whole support (the tokens of positive probability and
-//! their weights) and, when that support has more than one token, range-codes the observed
-//! token's index with `constriction`'s leaky-quantised categorical model (no symbol ever gets
-//! probability zero). Positions with a single possible token (most syntax words, `BOS`, `EOS`,
-//! the name of a known entity) cost nothing. The decoder derives the same support from the same
-//! state, so it takes every decision the encoder took without seeing the token. Document
-//! boundaries are free: a document ends when its parse does.
+//! The coder walks the corpus with the same [`Cursor`] and [`State`] as the code lengths. At each
+//! position inside a sentence it codes, first, which child of the template skeleton the sentence
+//! takes (weighted by the mass of the parse states behind each child) and then which token within
+//! that child (a name part or a value, weighted by its predictive factor); the product is the
+//! token's predictive probability. A choice with a single possibility costs nothing (most syntax
+//! words, `BOS`, `EOS`, the name of a known entity); the others go through `constriction`'s range
+//! coder with a leaky-quantised categorical model (no symbol ever gets probability zero), or a
+//! uniform model for a name part under a prefix no earlier name shares. The decoder derives the
+//! same choices from the same state, never from the token. Document boundaries are free: a
+//! document ends when its parse does.
 //!
 //! What the decoder knows is the model, i.e. the configuration without its seed (and without an
 //! explicit `theta`), plus the parts of the grammar the seed fixes (procedural templates, the
@@ -60,7 +62,7 @@ pub struct Decompressed {
     pub config: Config,
     pub tokens: Vec<u32>,
     pub doc_offsets: Vec<u64>,
-    /// Number of positions that were range-coded (the others had a single possible token).
+    /// Number of range-coded choices (a token costs zero, one or two of them).
     pub coded_symbols: u64,
 }
 
