@@ -160,3 +160,12 @@ def test_cli_decompress_of_garbage_fails_cleanly(tmp_path, capsys) -> None:
     assert main(["decompress", str(path), str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "compressed file" in err and not (tmp_path / "out").exists()
+
+
+def test_docstring_example() -> None:
+    import doctest
+
+    import synknow.compress
+
+    result = doctest.testmod(synknow.compress, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
