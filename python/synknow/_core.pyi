@@ -13,6 +13,8 @@ __all__ = [
     "closed_form_per_doc",
     "closed_form_total",
     "code_lengths",
+    "compress",
+    "decompress",
     "digamma",
     "expected_counts_of_counts",
     "expected_entities",
@@ -128,5 +130,15 @@ def capacity_limited_loss(
     capacities_bits: list[float],
     keep_doc_bits: bool = False,
     threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> dict[str, Any]: ...
+def compress(
+    config_json: str,
+    tokens: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+    doc_offsets: npt.NDArray[np.uint64],
+    progress: Callable[[int, int], object] | None = None,
+) -> bytes: ...
+def decompress(
+    data: bytes,
     progress: Callable[[int, int], object] | None = None,
 ) -> dict[str, Any]: ...

@@ -48,7 +48,7 @@ pub struct Template {
 }
 
 impl Template {
-    fn new(slots: Vec<Slot>, n_name_parts: usize) -> Self {
+    pub(crate) fn new(slots: Vec<Slot>, n_name_parts: usize) -> Self {
         let mut tokens = Vec::new();
         let mut roles = Vec::new();
         let (mut name_at, mut value_at) = (0, 0);

@@ -37,6 +37,14 @@ pub mod capacity {
         capacity_limited_loss, CapacityOutput, N_PARTS, PART_NAME, PART_SYNTAX, PART_VALUE,
     };
 }
+/// Lossless compression of a corpus's token stream at the exact Bayes code length
+/// (docs/compression.md).
+pub mod compress {
+    pub use crate::codelength::coder::{
+        compress, compressed_config, decode, decompress, encode, Decompressed,
+        COMPRESS_FORMAT_VERSION,
+    };
+}
 mod threads;
 
 pub use codelength::closed_form::ClosedFormParts;

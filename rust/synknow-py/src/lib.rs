@@ -11,6 +11,7 @@ use synknow_core::ConfigError;
 mod args;
 mod capacity;
 mod codelength;
+mod compress;
 mod progress;
 mod sampling;
 
@@ -45,5 +46,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sampling::register(m)?;
     codelength::register(m)?;
     capacity::register(m)?;
+    compress::register(m)?;
     Ok(())
 }

@@ -22,6 +22,7 @@
 
 pub mod capacity;
 pub mod closed_form;
+pub mod coder;
 pub mod curve;
 pub mod predictive;
 pub mod state;

@@ -28,6 +28,17 @@ use super::{
     ROLE_SPECIAL, ROLE_SYNTAX, ROLE_VALUE,
 };
 
+/// The support of the next token within a skeleton child (see [`Cursor::within`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Within {
+    /// One possible token.
+    Single(u32),
+    /// `size` equally likely tokens from `start`.
+    Uniform(u32, u32),
+    /// The weighted tokens written to the caller's list.
+    Weighted,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     ExpectBos,
@@ -107,6 +118,10 @@ impl<'m> Cursor<'m> {
         self.name_absent = false;
         self.new_mass = state.new_name_mass(self.model);
         self.name_weight = state.root_name_weight(self.model, self.new_mass);
+    }
+
+    pub(crate) fn model(&self) -> &'m Model {
+        self.model
     }
 
     pub(crate) fn finished(&self) -> bool {
@@ -333,6 +348,114 @@ impl<'m> Cursor<'m> {
         } else {
             self.begin_sentence();
         }
+    }
+
+    /// The next token when it is forced by the document structure (`BOS`, `EOS`), `None`
+    /// inside a sentence or after the end.
+    pub(crate) fn forced(&self) -> Option<u32> {
+        match self.phase {
+            Phase::ExpectBos => Some(BOS),
+            Phase::ExpectEos => Some(EOS),
+            _ => None,
+        }
+    }
+
+    /// Inside a sentence: the codes of the children of the current skeleton node into `codes`
+    /// and, when there are two or more, each child's predictive mass (relative) into
+    /// `weights`. What an entropy coder codes first; it depends on the state and the tokens
+    /// read so far alone, never on the next token.
+    pub(crate) fn branch(&self, state: &State, codes: &mut Vec<u32>, weights: &mut Vec<f64>) {
+        let trie = &self.model.skeleton;
+        codes.clear();
+        weights.clear();
+        let branching = trie.n_children(self.node) > 1;
+        for i in trie.children(self.node) {
+            let (code, child) = trie.child_at(i);
+            codes.push(code);
+            if branching {
+                // Values and name parts come after the parse choice with total mass 1.
+                weights.push(self.mass_of(state, child, self.past_value));
+            }
+        }
+    }
+
+    /// The tokens behind the child with code `code` of the current node (see [`branch`]),
+    /// with their relative predictive masses given that child: the second thing an entropy
+    /// coder codes. `acc` is a scratch of `vocab_size` zeros, left zeroed; `order` a scratch
+    /// list; `out` receives the weighted support when the answer is [`Within::Weighted`].
+    ///
+    /// [`branch`]: Self::branch
+    pub(crate) fn within(
+        &self,
+        state: &State,
+        code: u32,
+        acc: &mut [f64],
+        order: &mut Vec<u32>,
+        out: &mut Vec<(u32, f64)>,
+    ) -> Within {
+        let model = self.model;
+        let trie = &model.skeleton;
+        if code < CODE_NAME {
+            return Within::Single(code);
+        }
+        out.clear();
+        if code == CODE_VALUE {
+            let rep = if trie.n_children(self.node) > 1 {
+                trie.child(self.node, code)
+            } else {
+                self.rep
+            };
+            order.clear();
+            // A value reached through two parse states (a shared pool) adds up.
+            let mut add = |x: u32, w: f64| {
+                if w > 0.0 {
+                    if acc[x as usize] == 0.0 {
+                        order.push(x);
+                    }
+                    acc[x as usize] += w;
+                }
+            };
+            for e in trie.entries(rep) {
+                let a = trie.entry_attr[e] as usize;
+                if !self.available(a) {
+                    continue;
+                }
+                let w = (state.entry_counts[e] as f64 + trie.entry_gamma[e]) * state.inv_norm[a];
+                let revealed = if self.entity != NONE {
+                    state.values[self.entity as usize * model.n_attributes + a]
+                } else {
+                    NONE
+                };
+                if revealed != NONE {
+                    add(revealed, w);
+                } else {
+                    let base = model.value_base[a];
+                    for (local, &p) in model.value_prob[a].iter().enumerate() {
+                        add(base + local as u32, w * p);
+                    }
+                }
+            }
+            for &x in order.iter() {
+                out.push((x, std::mem::take(&mut acc[x as usize])));
+            }
+            return Within::Weighted;
+        }
+        let j = (code - CODE_NAME) as usize;
+        if self.name_done {
+            return Within::Single(self.name[j]);
+        }
+        let start = model.name_start[j];
+        if self.name_absent {
+            // No used name has this prefix: every extension has the same new-name weight.
+            return Within::Uniform(start, model.name_size[j]);
+        }
+        for local in 0..model.name_size[j] {
+            let (w, _, _) = self.extend_name(state, j, start + local);
+            if w > 0.0 {
+                out.push((start + local, w));
+            }
+        }
+        Within::Weighted
     }
 
     /// The full predictive distribution of the next token (over the whole vocabulary) into
