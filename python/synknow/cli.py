@@ -26,6 +26,7 @@ _EXTRAS = {
     "synknow_kernels": "train",
     "triton": "train",
     "matplotlib": "plot",
+    "pyarrow": "export",
 }
 
 
