@@ -100,14 +100,14 @@ def test_expected_calibration_error_by_hand() -> None:
     assert per[0]["accuracy"] == 0.0
 
 
-def test_bayes_confidence_threshold_is_reached_by_bayes() -> None:
-    p = np.array([0.04, 0.04, 0.3, 0.6, 0.9, 0.95])
+def test_bayes_confidence_threshold_lies_above_the_prior() -> None:
+    p = np.array([0.04, 0.3, 0.6, 0.9, 1.0, 1.0])
     revealed = np.array([0, 0, 1, 1, 1, 1], dtype=bool)
-    t = bayes_confidence_threshold(p, revealed, quantile=0.0)
-    assert t == pytest.approx(0.3)
-    assert (p[revealed] >= t).all()
-    with pytest.raises(ValueError, match="no revealed"):
-        bayes_confidence_threshold(p, np.zeros(6, dtype=bool))
+    t = bayes_confidence_threshold(p, revealed)
+    assert 0.3 < t < 0.3 + 1e-12
+    assert not (p[~revealed] >= t).any() and (p[revealed] >= t).all()
+    with pytest.raises(ValueError, match="every fact"):
+        bayes_confidence_threshold(p, np.ones(6, dtype=bool))
 
 
 def test_singleton_rate() -> None:

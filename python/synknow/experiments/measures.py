@@ -207,23 +207,20 @@ def calibration_by_bucket(
     }
 
 
-def bayes_confidence_threshold(
-    bayes_max_prob: np.ndarray, revealed: np.ndarray, quantile: float = 0.1
-) -> float:
-    """A confidence threshold the Bayes predictor itself reaches: the ``quantile`` of its top
-    probability on facts stated in training (``revealed``), so it is confident on
-    ``1 - quantile`` of what it knows. A fixed 0.5 can lie above everything the Bayes predictor
-    ever says when value pools are large, which would make "the model is confidently wrong more
+def bayes_confidence_threshold(bayes_max_prob: np.ndarray, revealed: np.ndarray) -> float:
+    """The confidence above which a prediction claims more than the prior warrants: just above
+    the Bayes predictor's largest top probability on facts *not* stated in training (where it
+    predicts the prior ``H_a``). The Bayes predictor reaches it on what it knows and never on
+    what it does not; a fixed 0.5 can instead lie above everything the Bayes predictor ever
+    says when value pools are large, which would make "the model is confidently wrong more
     often than Bayes" true by construction."""
     p = np.asarray(bayes_max_prob, dtype=np.float64)
     r = np.asarray(revealed, dtype=bool)
     if p.shape != r.shape:
         raise ValueError(f"bayes_max_prob and revealed differ in shape: {p.shape} != {r.shape}")
-    if not 0 <= quantile < 1:
-        raise ValueError(f"quantile must be in [0, 1), got {quantile}")
-    if not r.any():
-        raise ValueError("no revealed fact: the Bayes predictor's confidence is undefined")
-    return float(np.quantile(p[r], quantile))
+    if r.all():
+        raise ValueError("every fact was revealed: the prior's confidence is undefined")
+    return float(np.nextafter(p[~r].max(), np.inf))
 
 
 def singleton_rate(fact_counts: np.ndarray | Sequence[int]) -> float:

@@ -169,9 +169,13 @@ class FinetuneSettings:
 class HallucinationSettings:
     """E5: value predictions on the test split of the base corpus by frequency bucket."""
 
-    confident: float = 0.5  # "confident" = top probability at least this
+    # Fallback "confident" threshold, used only when the test set lacks facts stated in training
+    # or facts not stated there (otherwise measures.bayes_confidence_threshold decides).
+    confident: float = 0.5
     reliability_bins: int = 10
     model: str = ""  # "" = the largest base model
+    min_bucket_tokens: int = 200  # value tokens per frequency bucket (the balanced test set)
+    candidate_docs: int = 8000  # held-out documents the balanced test set is chosen from
 
 
 @dataclass(frozen=True)
