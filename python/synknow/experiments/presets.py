@@ -184,6 +184,10 @@ class StructureSettings:
 
     bits_per_param: float = 2.0  # nominal storage capacity for the x-axis placement
     score_docs: int = 2000  # training documents scored to estimate each model's code length
+    # The single-pass transformer whose prequential code length of the training documents is
+    # set against the exact Bayes code length ("" = the smallest base size: one pass is cheap).
+    prequential_model: str = ""
+    prequential_batch: int = 16
 
 
 @dataclass(frozen=True)
