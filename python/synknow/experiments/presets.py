@@ -20,6 +20,7 @@ __all__ = [
     "FinetuneSettings",
     "HallucinationSettings",
     "StructureSettings",
+    "AcquisitionSettings",
     "Preset",
     "get_preset",
     "resolve_experiments",
@@ -191,6 +192,16 @@ class StructureSettings:
 
 
 @dataclass(frozen=True)
+class AcquisitionSettings:
+    """E3: the final models of every seed on a held-out set balanced over frequency buckets."""
+
+    min_bucket_tokens: int = 200  # value tokens per frequency bucket (the balanced test set)
+    candidate_docs: int = 8000  # held-out documents the balanced test set is chosen from
+    level: float = 0.5  # knowledge accuracy from which a fact counts as known
+    min_buckets: int = 5  # buckets a rank correlation over buckets needs
+
+
+@dataclass(frozen=True)
 class Preset:
     """Everything an experiment needs to know about its scale."""
 
@@ -206,6 +217,7 @@ class Preset:
     n_boot: int = 500
     device: str = "auto"
     threads: int | None = None
+    acquisition: AcquisitionSettings = AcquisitionSettings()
 
     def to_dict(self) -> dict[str, Any]:
         return _io.jsonable(dataclasses.asdict(self))
