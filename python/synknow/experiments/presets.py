@@ -164,6 +164,9 @@ class FinetuneSettings:
     qa_steps: int = 150
     qa_eval_every: int = 10
     model: str = ""  # name of a base model; "" = the largest
+    # The injection ladder (one run with entities at every repetition count, plus a control run
+    # of the same steps without them): the share of each batch that is new documents.
+    ladder_new_fraction: float = 0.25
 
 
 @dataclass(frozen=True)
