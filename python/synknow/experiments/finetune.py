@@ -669,7 +669,7 @@ def _measured(
 def _ladders(ctx: ExperimentContext, setup: _Setup) -> list[dict[str, Any]]:
     """The injection ladder and its control on the chosen base model of every seed."""
     from synknow.experiments.common import base_corpus, seed_sweeps
-    from synknow.experiments.injection_ladder import run_ladder
+    from synknow.experiments.injection_ladder import LadderTools, run_ladder
     from synknow.experiments.measures import converged
 
     b = ctx.preset.base
@@ -704,6 +704,7 @@ def _ladders(ctx: ExperimentContext, setup: _Setup) -> list[dict[str, Any]]:
                 probes,
                 known,
                 s,
+                LadderTools(new_entities, render_documents, corpus_documents, finetune),
                 n_train=b.n_train,
                 pretrain_lr=float(r.get("lr", b.train.lr)),
                 warmup_steps=b.train.warmup_steps,

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,18 @@ from synknow.experiments.measures import control_relative_forgetting
 from synknow.experiments.presets import FinetuneSettings
 from synknow.experiments.probes import ValueTargets, sentence_probes, value_stats
 
-__all__ = ["pretraining_final_lr", "ladder_batches", "entity_probes", "run_ladder"]
+__all__ = ["LadderTools", "pretraining_final_lr", "ladder_batches", "entity_probes", "run_ladder"]
+
+
+@dataclass(frozen=True)
+class LadderTools:
+    """The document and training helpers of :mod:`synknow.experiments.finetune`, handed in by
+    it (this module stays below it in the import order)."""
+
+    new_entities: Callable[..., tuple[np.ndarray, np.ndarray]]
+    render_documents: Callable[..., list[list[int]]]
+    corpus_documents: Callable[..., list[list[int]]]
+    finetune: Callable[..., list[float]]
 
 
 def pretraining_final_lr(lr: float) -> float:
@@ -89,6 +102,7 @@ def run_ladder(
     old_probes: ValueTargets,
     known_before: np.ndarray,
     s: FinetuneSettings,
+    tools: LadderTools,
     *,
     n_train: int,
     pretrain_lr: float,
@@ -97,9 +111,8 @@ def run_ladder(
 ) -> dict[str, Any]:
     """Both runs from a copy of ``base``; new-fact accuracy per repetition count and the
     control-relative forgetting per bucket of the facts known before."""
-    from synknow.experiments.finetune import corpus_documents, finetune, new_entities
-    from synknow.experiments.finetune import render_documents as render
-
+    new_entities, render = tools.new_entities, tools.render_documents
+    corpus_documents, finetune = tools.corpus_documents, tools.finetune
     rng = np.random.default_rng([seed, 8])
     reps = list(s.repetitions)
     names, values = new_entities(corpus, s.n_new * len(reps), rng)
