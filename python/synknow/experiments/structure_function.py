@@ -14,6 +14,7 @@ import numpy as np
 
 from synknow import plots_experiments as plots
 from synknow.experiments import _io
+from synknow.experiments.capacity_check import capacity_binds, knowledge_available
 from synknow.experiments.common import (
     base_corpus,
     document_bits,
@@ -388,6 +389,11 @@ def run(ctx: ExperimentContext) -> Section:
             preq["bits"] >= preq["bayes_bits"]
         )
     pre = preconditions_for(placed, float(model_bits[-1]))
+    # Moving down h with size is predicted where capacity limits what is stored (as in E2).
+    available = knowledge_available(corpus, b.n_train, b.train.epochs, b.min_exposures)
+    pre.append(
+        capacity_binds(available["bits_learnable"], max((p["params"] for p in placed), default=0))
+    )
     verdict = Verdict.from_checks(checks, preconditions=pre)
     far = [p for p in first if p["effective_model_bits"] is not None]
     note = ""
