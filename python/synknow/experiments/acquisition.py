@@ -1,6 +1,9 @@
 """E3 — acquisition order: per-role test loss and per-frequency-bucket knowledge accuracy over
-training steps for every base model size; the frequency frontier vs size; the Bayes predictor's
-accuracy per bucket as the reference."""
+training steps for every base model size; the Bayes predictor's accuracy per bucket as the
+reference; and, on the final models of every seed, accuracy against *exposures* (the entity's
+training count times the epochs) on a held-out set balanced over frequency buckets, with the
+exposure threshold from which facts are known (its spread over seeds) per size. The verdict rests
+on preconditions (seeds, tokens per bucket, converged runs, capacity that binds)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,22 @@ import numpy as np
 from synknow import plots_experiments as plots
 from synknow.experiments import _io
 from synknow.experiments.bayes_values import bayes_value_stats
-from synknow.experiments.common import ROLE_COLUMNS, base_corpus, base_runs, bayes_learning_curve
+from synknow.experiments.capacity_check import capacity_binds, knowledge_available
+from synknow.experiments.common import (
+    ROLE_COLUMNS,
+    balanced_test_docs,
+    base_corpus,
+    base_runs,
+    bayes_learning_curve,
+    load_model,
+    seed_sweeps,
+)
 from synknow.experiments.context import ExperimentContext
-from synknow.experiments.probes import bucket_label
-from synknow.experiments.report import Section, fmt, markdown_table
-from synknow.experiments.verdict import Verdict
+from synknow.experiments.measures import MIN_SEEDS, converged, exposure_threshold, exposures
+from synknow.experiments.probes import bucket_label, document_targets, value_stats
+from synknow.experiments.report import Section, fmt, markdown_table, precondition_rows
+from synknow.experiments.seeds import summarise
+from synknow.experiments.verdict import Precondition, Verdict
 
 CLAIM = (
     "Models learn syntax first and knowledge afterwards, from frequent to rare entities; a larger "
@@ -60,6 +74,116 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     if rx.std() == 0 or ry.std() == 0:
         return None
     return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def final_on_balanced(ctx: ExperimentContext, name: str) -> list[dict[str, Any]]:
+    """The final model ``name`` of every seed on that seed's balanced held-out set: accuracy per
+    bucket, the exposure threshold, tokens per bucket and whether the run converged."""
+    b = ctx.preset.base
+    s = ctx.preset.acquisition
+    out = []
+    for seed, prefix, runs in seed_sweeps(ctx, name):
+        if name not in runs:
+            continue
+
+        epochs = float(runs[name].get("epochs", b.train.epochs))
+
+        def fn(
+            run_dir: Any, seed: int = seed, prefix: str = prefix, epochs: float = epochs
+        ) -> dict[str, Any]:
+            corpus, docs, tokens = balanced_test_docs(
+                ctx, seed, s.min_bucket_tokens, s.candidate_docs
+            )
+            model = load_model(
+                ctx.shared_dir / "runs" / f"{prefix}-{name}", corpus, ctx.preset.device
+            )
+            targets = document_targets(corpus, docs, b.n_train)
+            credit = value_stats(model, targets)["credit"]
+            thr = exposure_threshold(exposures(targets.count, epochs), credit, level=s.level)
+            acc = {
+                bucket_label(v): float(credit[targets.bucket == v].mean())
+                for v in np.unique(targets.bucket).tolist()
+            }
+            return {
+                "seed": seed,
+                "docs": int(len(docs)),
+                "tokens": {bucket_label(k): v for k, v in tokens.items()},
+                "accuracy": acc,
+                "threshold": thr["threshold"],
+                "exposure_bins": thr["bins"],
+            }
+
+        res = ctx.run(f"balanced-{prefix}-{name}", fn)
+        if res is None:
+            continue
+        ok, change = converged([rec["bits_per_token"] for rec in runs[name]["records"]])
+        out.append({**res, "converged": ok, "loss_change": change})
+    return out
+
+
+def preconditions_for(
+    ctx: ExperimentContext,
+    corpus: Any,
+    balanced: dict[str, list[dict[str, Any]]],
+    params: dict[str, int],
+    eval_tokens: int,
+) -> list[Precondition]:
+    """Seeds, value tokens per bucket (balanced set and intermediate evaluations), buckets for
+    the rank correlation, converged runs, and capacity that binds."""
+    b = ctx.preset.base
+    s = ctx.preset.acquisition
+    seeds = min((len(v) for v in balanced.values()), default=0)
+    thinnest = min(
+        ((n, lab) for v in balanced.values() for r in v for lab, n in r["tokens"].items()),
+        default=(0, "-"),
+    )
+    n_buckets = min(
+        (len([k for k in r["accuracy"] if k != "0"]) for v in balanced.values() for r in v),
+        default=0,
+    )
+    changes = [r["loss_change"] for v in balanced.values() for r in v]
+    finite = [c for c in changes if np.isfinite(c)]
+    available = knowledge_available(corpus, b.n_train, b.train.epochs, b.min_exposures)
+    return [
+        Precondition.at_least("seeds per size (corpus and init)", seeds, MIN_SEEDS),
+        Precondition(
+            "value tokens in the thinnest bucket (balanced held-out set)",
+            f"{thinnest[0]} (bucket {thinnest[1]})",
+            f">= {s.min_bucket_tokens}",
+            thinnest[0] >= s.min_bucket_tokens,
+        ),
+        Precondition.at_least(
+            "value tokens in the thinnest bucket (intermediate evaluations, acquisition order)",
+            eval_tokens,
+            s.min_bucket_tokens,
+        ),
+        Precondition.at_least("seen buckets in the rank correlations", n_buckets, s.min_buckets),
+        Precondition(
+            "runs converged (loss change over the last two evaluations)",
+            f"{max(finite):.1%} (largest)" if finite else "-",
+            "< 2% for every run",
+            bool(changes) and all(r["converged"] for v in balanced.values() for r in v),
+        ),
+        capacity_binds(available["bits_learnable"], max(params.values(), default=0)),
+    ]
+
+
+def _threshold_rows(balanced: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, per_seed in balanced.items():
+        vals = [r["threshold"] for r in per_seed if r["threshold"] is not None]
+        summ = summarise(vals) if vals else None
+        rows.append(
+            {
+                "model": name,
+                "seeds": len(per_seed),
+                "seeds_with_threshold": len(vals),
+                "threshold_mean": summ.mean if summ else None,
+                "threshold_sd": summ.std if summ and summ.n > 1 else None,
+                "threshold_text": summ.describe() if summ else "never known",
+            }
+        )
+    return rows
 
 
 def run(ctx: ExperimentContext) -> Section:
@@ -183,6 +307,38 @@ def run(ctx: ExperimentContext) -> Section:
             }
         )
 
+    balanced = {
+        spec.name: final_on_balanced(ctx, spec.name) for spec in b.models if spec.name in runs
+    }
+    balanced = {k: v for k, v in balanced.items() if v}
+    thresholds = _threshold_rows(balanced)
+    eval_tokens = min(
+        (
+            bk["value_tokens"]
+            for r in runs.values()
+            for rec in r["records"][:-1]
+            for lab, bk in rec["buckets"].items()
+            if lab != "0"
+        ),
+        default=0,
+    )
+    pre = preconditions_for(
+        ctx, corpus, balanced, {k: v["params"] for k, v in runs.items()}, eval_tokens
+    )
+    balanced_rows = [
+        {
+            "model": name,
+            "seed": r["seed"],
+            "bucket": lab,
+            "value_tokens": r["tokens"].get(lab),
+            "accuracy": acc,
+        }
+        for name, per_seed in balanced.items()
+        for r in per_seed
+        for lab, acc in r["accuracy"].items()
+    ]
+    _io.write_csv(ctx.path("balanced_accuracy.csv"), balanced_rows)
+    _io.write_csv(ctx.path("exposure_thresholds.csv"), thresholds)
     _io.write_csv(ctx.path("acquisition_curves.csv"), curve_rows)
     _io.write_csv(ctx.path("acquisition_buckets.csv"), bucket_rows)
     _io.write_csv(ctx.path("acquisition_summary.csv"), summary_rows)
@@ -192,6 +348,9 @@ def run(ctx: ExperimentContext) -> Section:
             "threshold": THRESHOLD,
             "bayes_value_accuracy_by_bucket": bayes_acc,
             "summary": summary_rows,
+            "exposure_thresholds": thresholds,
+            "balanced": balanced,
+            "preconditions": precondition_rows(pre),
         },
     )
     figures = []
@@ -291,6 +450,7 @@ def run(ctx: ExperimentContext) -> Section:
         _label_key(s["frontier_bucket"]) if s["frontier_bucket"] else 99 for s in summary_rows
     ]
     monotone_frontier = all(a >= b for a, b in zip(frontiers, frontiers[1:], strict=False))
+    means = [t["threshold_mean"] for t in thresholds]
     checks = {
         "syntax before knowledge (every size)": bool(syntax_first) and all(syntax_first),
         "frequent buckets acquired before rare ones (Spearman < 0)": bool(rhos)
@@ -298,11 +458,40 @@ def run(ctx: ExperimentContext) -> Section:
         "frontier moves to rarer buckets with size": len(frontiers) > 1
         and monotone_frontier
         and frontiers[-1] < 99,
+        "exposure threshold falls with size (balanced set, mean over seeds)": len(means) > 1
+        and all(m is not None for m in means)
+        and all(a >= b_ for a, b_ in zip(means, means[1:], strict=False)),
     }
     passed = sum(checks.values())
     check_text = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
     # Without a finished base model nothing was checked, whatever the empty lists say.
-    verdict = Verdict.from_checks(checks if summary_rows else {}, reason=check_text)
+    verdict = Verdict.from_checks(
+        checks if summary_rows else {}, reason=check_text, preconditions=pre
+    )
+    threshold_table = markdown_table(
+        ["model", "seeds", f"exposure threshold (accuracy >= {ctx.preset.acquisition.level})"]
+        + [f"acc. {lab}" for lab in all_labels],
+        [
+            [t["model"], t["seeds"], t["threshold_text"]]
+            + [
+                fmt(
+                    float(
+                        np.mean(
+                            [
+                                r["accuracy"][lab]
+                                for r in balanced[t["model"]]
+                                if lab in r["accuracy"]
+                            ]
+                        )
+                    )
+                )
+                if any(lab in r["accuracy"] for r in balanced[t["model"]])
+                else "-"
+                for lab in all_labels
+            ]
+            for t in thresholds
+        ],
+    )
     return Section(
         experiment="acquisition",
         claim=CLAIM,
@@ -315,9 +504,25 @@ def run(ctx: ExperimentContext) -> Section:
             f"{THRESHOLD}. 'Syntax lead' = mean over the intermediate evaluations of (fraction "
             "of its final loss drop made by the syntax loss) - (the same for the value loss), "
             "both from the untrained model's log2 V bits; positive means syntax is learned "
-            "first."
+            "first. The final models of every seed are also scored on a held-out set chosen so "
+            f"that each bucket holds >= {ctx.preset.acquisition.min_bucket_tokens} value tokens "
+            "(documents past the training split, taken in order while some bucket is short); "
+            "there accuracy is set against exposures (training count x epochs) and the exposure "
+            "threshold is the lower edge of the first log-spaced exposure bin from which every "
+            f"bin reaches accuracy {ctx.preset.acquisition.level}."
         ),
-        measured="\n".join([table, "", bayes_line]),
+        measured="\n".join(
+            [
+                table,
+                "",
+                bayes_line,
+                "",
+                "Final models on the balanced held-out set (accuracy by bucket, mean over seeds; "
+                "exposure = training count x epochs):",
+                "",
+                threshold_table,
+            ]
+        ),
         theory=(
             "an ideal learner stores syntax (d_syn parameters, cheapest per bit of loss) first and "
             "then entities in decreasing frequency (docs/codelength.md#model-scaling-law): the "
@@ -331,7 +536,10 @@ def run(ctx: ExperimentContext) -> Section:
             "acquisition_curves.csv",
             "acquisition_buckets.csv",
             "acquisition_summary.csv",
+            "balanced_accuracy.csv",
+            "exposure_thresholds.csv",
             "fits.json",
         ],
-        headline=f"{passed}/3 order checks hold",
+        headline=f"{passed}/{len(checks)} order checks hold",
+        preconditions=precondition_rows(verdict.preconditions),
     )

@@ -489,3 +489,52 @@ def _structure_table(sf: Callable[..., Any], corpus: Any, n_train: int) -> dict[
         "counts": np.asarray(result.entity_counts, dtype=np.int64),
         "mdl_index": int(result.mdl_index),
     }
+
+
+def seed_sweeps(ctx: ExperimentContext, only: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """``[(seed, run prefix, {model: run})]`` for the model ``only`` on every seed of the base
+    sweep: the preset's seed (``base``) and the repeats E2 trains on fresh corpora
+    (``e2-seed<j>``, shared, so E3-E6 reuse them and train nothing when E2 ran first)."""
+    from synknow.experiments.seeds import repeat_seeds
+
+    b = ctx.preset.base
+    out: list[tuple[int, str, dict[str, Any]]] = [(ctx.preset.seed, "base", base_runs(ctx))]
+    if b.seeds > 1:
+        for j, seed in enumerate(repeat_seeds(ctx.preset.seed, 2, b.seeds - 1)):
+            prefix = f"e2-seed{j + 1}"
+            out.append((seed, prefix, model_sweep(ctx, seed, prefix, only=only)))
+    return out
+
+
+def balanced_test_docs(
+    ctx: ExperimentContext, seed: int, min_tokens: int, candidates: int
+) -> tuple[Any, np.ndarray, dict[int, int]]:
+    """Held-out documents chosen so that every entity-frequency bucket holds at least
+    ``min_tokens`` value tokens where ``candidates`` documents past the training split allow
+    (:func:`synknow.experiments.measures.balanced_selection`). Returns the corpus sampled that
+    long (its first documents are the base corpus's), the chosen documents and the value tokens
+    per bucket."""
+    from synknow.experiments.measures import balanced_selection
+    from synknow.experiments.probes import document_targets
+
+    b = ctx.preset.base
+    n_cand = max(int(candidates), b.n_test)
+    while True:
+        # The corpus configuration bounds how many documents its name space supports; past that
+        # bound fewer candidates are drawn (never fewer than the test split).
+        try:
+            corpus = corpus_for(ctx, b.alpha, b.n_train + n_cand, seed)
+            break
+        except ValueError:
+            if n_cand <= b.n_test:
+                raise
+            n_cand = max(n_cand // 2, b.n_test)
+    cand = np.arange(b.n_train, b.n_train + n_cand)
+    t = document_targets(corpus, cand, b.n_train)
+    buckets = t.bucket
+    tokens = np.zeros((len(cand), int(buckets.max(initial=0)) + 1), dtype=np.int64)
+    np.add.at(tokens, (t.row, buckets), 1)
+    present = tokens.sum(axis=0) > 0
+    chosen, totals = balanced_selection(tokens[:, present], min_tokens)
+    labels = np.flatnonzero(present).tolist()
+    return corpus, cand[chosen], {int(k): int(v) for k, v in zip(labels, totals, strict=True)}

@@ -34,8 +34,8 @@ from synknow.experiments.probes import (
     sentence_probes,
     value_stats,
 )
-from synknow.experiments.report import Section, fmt, markdown_table
-from synknow.experiments.verdict import Verdict
+from synknow.experiments.report import Section, fmt, markdown_table, precondition_rows
+from synknow.experiments.verdict import Precondition, Verdict
 from synknow.tokens import BOS, EOS, IGNORE, bucket_label
 
 CLAIM = (
@@ -122,9 +122,11 @@ def finetune(
     lr: float,
     *,
     on_step: Any = None,
+    warmup_steps: int = 0,
 ) -> list[float]:
-    """Plain AdamW (constant ``lr``, no weight decay) over the given batches; returns the loss
-    per step. ``on_step(step)`` is called after each step (and with 0 before the first)."""
+    """Plain AdamW (no weight decay) over the given batches at ``lr``, reached linearly over
+    ``warmup_steps`` (0: constant from the first step); returns the loss per step.
+    ``on_step(step)`` is called after each step (and with 0 before the first)."""
     import torch
 
     device = next(model.parameters()).device
@@ -134,6 +136,9 @@ def finetune(
     if on_step is not None:
         on_step(0)
     for i, rows in enumerate(batches):
+        if warmup_steps > 0:
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, (i + 1) / warmup_steps)
         loss = lm_loss(model, rows, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -661,16 +666,166 @@ def _measured(
     return inj_table + "\n\n" + qa_text
 
 
+def _ladders(ctx: ExperimentContext, setup: _Setup) -> list[dict[str, Any]]:
+    """The injection ladder and its control on the chosen base model of every seed."""
+    from synknow.experiments.common import base_corpus, seed_sweeps
+    from synknow.experiments.injection_ladder import LadderTools, run_ladder
+    from synknow.experiments.measures import converged
+
+    b = ctx.preset.base
+    s = ctx.preset.finetune
+    out = []
+    for seed, prefix, runs in seed_sweeps(ctx, setup.name):
+        if setup.name not in runs:
+            continue
+        r = runs[setup.name]
+
+        def fn(run_dir: Any, seed: int = seed, prefix: str = prefix, r: Any = r) -> dict[str, Any]:
+            if prefix == "base":
+                corpus, base, probes, before = (
+                    setup.corpus,
+                    setup.base,
+                    setup.old_probes,
+                    setup.before,
+                )
+            else:
+                corpus = base_corpus(ctx, seed)
+                base = load_model(
+                    ctx.shared_dir / "runs" / f"{prefix}-{setup.name}", corpus, ctx.preset.device
+                )
+                probes = fact_probes(
+                    corpus, b.n_train, max_pairs=min(b.probe_pairs, 1500), seed=seed + 1
+                )
+                before = value_stats(base, probes)
+            known = before["credit"] >= 0.5
+            res = run_ladder(
+                base,
+                corpus,
+                probes,
+                known,
+                s,
+                LadderTools(new_entities, render_documents, corpus_documents, finetune),
+                n_train=b.n_train,
+                pretrain_lr=float(r.get("lr", b.train.lr)),
+                warmup_steps=b.train.warmup_steps,
+                seed=seed,
+            )
+            return {"seed": seed, **res}
+
+        ctx.log(f"injection ladder and control, seed {seed}")
+        res = ctx.run(f"ladder-{prefix}", fn)
+        if res is not None:
+            ok, change = converged([rec["bits_per_token"] for rec in r["records"]])
+            out.append({**res, "converged": ok, "loss_change": change, "params": r["params"]})
+    return out
+
+
+def ladder_preconditions(ctx: ExperimentContext, ladders: list[dict[str, Any]]) -> list[Any]:
+    from synknow.experiments.capacity_check import capacity_binds, knowledge_available
+    from synknow.experiments.common import base_corpus
+    from synknow.experiments.measures import MIN_BUCKET_TOKENS, MIN_SEEDS
+
+    b = ctx.preset.base
+    thinnest = min(
+        (
+            (int(v["facts"]), k, lad["seed"])
+            for lad in ladders
+            for k, v in lad["forgetting_by_bucket"].items()
+            if k != "0"
+        ),
+        default=(0, "-", "-"),
+    )
+    changes = [lad["loss_change"] for lad in ladders if np.isfinite(lad["loss_change"])]
+    available = knowledge_available(base_corpus(ctx), b.n_train, b.train.epochs, b.min_exposures)
+    return [
+        Precondition.at_least("seeds (corpus and init)", len(ladders), MIN_SEEDS),
+        Precondition(
+            "facts known before, in the thinnest seen bucket",
+            f"{thinnest[0]} (bucket {bucket_label(int(thinnest[1])) if thinnest[1] != '-' else '-'}"
+            f", seed {thinnest[2]})",
+            f">= {MIN_BUCKET_TOKENS}",
+            thinnest[0] >= MIN_BUCKET_TOKENS,
+        ),
+        Precondition(
+            "base runs converged (loss change over the last two evaluations)",
+            f"{max(changes):.1%} (largest)" if changes else "-",
+            "< 2% in every seed",
+            bool(ladders) and all(lad["converged"] for lad in ladders),
+        ),
+        capacity_binds(
+            available["bits_learnable"], max((lad["params"] for lad in ladders), default=0)
+        ),
+    ]
+
+
+def ladder_checks(ladders: list[dict[str, Any]], reps: list[int]) -> tuple[dict[str, bool], str]:
+    """The claim's checks on the ladder, from the mean over seeds, and the sentence of numbers."""
+    from synknow.experiments.acquisition import spearman
+    from synknow.experiments.seeds import summarise
+
+    if not ladders:
+        return {}, "no ladder run finished"
+    acc = {r: float(np.mean([lad["new_accuracy_by_r"][str(r)] for lad in ladders])) for r in reps}
+    forget = [lad["forgetting"] for lad in ladders if lad["forgetting"] is not None]
+    fs = summarise(forget) if forget else None
+    buckets = sorted({int(k) for lad in ladders for k in lad["forgetting_by_bucket"] if k != "0"})
+    by_bucket = {
+        k: float(
+            np.mean(
+                [
+                    lad["forgetting_by_bucket"][str(k)]["forgetting"]
+                    for lad in ladders
+                    if str(k) in lad["forgetting_by_bucket"]
+                ]
+            )
+        )
+        for k in buckets
+    }
+    rho = spearman([float(k) for k in by_bucket], list(by_bucket.values()))
+    lower = fs.ci[0] if fs is not None and fs.n >= 2 else (fs.mean if fs else 0.0)
+    checks = {
+        "ladder: new-fact accuracy grows with repetitions": acc[reps[-1]] > acc[reps[0]] + 0.05,
+        "injection forgets known facts beyond the control run": bool(fs) and lower > 0,
+        "rarer known facts forgotten more (Spearman(bucket, forgetting) < 0)": rho is not None
+        and rho < 0,
+    }
+    text = (
+        "Ladder (same steps for every r): new-fact accuracy "
+        + ", ".join(f"r={r}: {fmt(a)}" for r, a in acc.items())
+        + f"; forgetting of known facts relative to the control "
+        f"{fs.describe() if fs else '-'}; by bucket "
+        + ", ".join(f"{bucket_label(k)}: {fmt(v)}" for k, v in by_bucket.items())
+        + f" (Spearman {fmt(rho)})"
+    )
+    return checks, text
+
+
 def run(ctx: ExperimentContext) -> Section:
     s = ctx.preset.finetune
     setup = _prepare(ctx)
     inject_rows = _injection_runs(ctx, setup)
+    ladders = _ladders(ctx, setup)
     qa_res = _qa_format(ctx, setup)
     _write_outputs(ctx, setup, inject_rows, qa_res)
+    _io.write_csv(
+        ctx.path("ladder_forgetting.csv"),
+        [
+            {"seed": lad["seed"], "bucket": bucket_label(int(k)), **v}
+            for lad in ladders
+            for k, v in lad["forgetting_by_bucket"].items()
+        ],
+    )
+    _io.write_json(ctx.path("ladder.json"), ladders)
     figures = _injection_figures(ctx, setup, inject_rows) if inject_rows else []
     if qa_res is not None:
         figures.append(_qa_figure(ctx, qa_res))
-    verdict = _verdict(setup, inject_rows, qa_res)
+    old = _verdict(setup, inject_rows, qa_res)
+    checks, ladder_text = ladder_checks(ladders, list(s.repetitions))
+    qa_checks = {k: v for k, v in old.checks.items() if k.startswith("QA")}
+    pre = ladder_preconditions(ctx, ladders)
+    verdict = Verdict.from_checks({**checks, **qa_checks}, preconditions=pre)
+    lad_lr = ladders[0]["lr"] if ladders else float("nan")
+    lad_steps = ladders[0]["steps"] if ladders else 0
     return Section(
         experiment="finetune",
         claim=CLAIM,
@@ -682,9 +837,17 @@ def run(ctx: ExperimentContext) -> Section:
             f"documents; accuracy on probes of the new facts and on {len(setup.old_probes)} "
             f"probes of pre-training facts. (b) QA format fine-tuning on {s.qa_train} facts of "
             f"entities seen at least twice, evaluated on {s.qa_test} held-out ones, "
-            f"{s.qa_steps} steps."
+            f"{s.qa_steps} steps. (c) The injection ladder: one continued-pre-training run "
+            f"with {s.n_new} new entities at each r in {list(s.repetitions)} ({lad_steps} "
+            f"steps, {s.ladder_new_fraction:.0%} of each batch new documents, the rest "
+            "pre-training documents), at the pre-training schedule's final rate "
+            f"({fmt(lad_lr)}, re-warmed), and a control run of the same steps with pre-training "
+            "documents in the new documents' places; forgetting = control accuracy - injected "
+            "accuracy on the old facts known before (accuracy >= 0.5), by bucket. The verdict "
+            "rests on (c) and the QA check; (a) confounds r with the number of steps (listed "
+            "beside r) and restarts at a constant rate, and is shown for comparison."
         ),
-        measured=_measured(setup, inject_rows, qa_res),
+        measured=_measured(setup, inject_rows, qa_res) + "\n\n" + ladder_text + ".",
         theory=(
             "a Bayesian learner acquires a fact from one statement; a learner with bounded "
             "capacity that stores entities by frequency (docs/codelength.md#model-scaling-law) "
@@ -694,7 +857,14 @@ def run(ctx: ExperimentContext) -> Section:
         verdict=verdict.status,
         verdict_text=verdict.text() + ".",
         figures=figures,
-        files=["injection.csv", "forgetting_by_bucket.csv", "fits.json"]
+        files=[
+            "injection.csv",
+            "forgetting_by_bucket.csv",
+            "ladder_forgetting.csv",
+            "ladder.json",
+            "fits.json",
+        ]
         + (["qa_format_curve.csv"] if qa_res is not None else []),
         headline=f"{verdict.passed}/{len(verdict.checks)} checks hold",
+        preconditions=precondition_rows(verdict.preconditions),
     )

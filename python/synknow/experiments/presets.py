@@ -20,6 +20,7 @@ __all__ = [
     "FinetuneSettings",
     "HallucinationSettings",
     "StructureSettings",
+    "AcquisitionSettings",
     "Preset",
     "get_preset",
     "resolve_experiments",
@@ -163,15 +164,22 @@ class FinetuneSettings:
     qa_steps: int = 150
     qa_eval_every: int = 10
     model: str = ""  # name of a base model; "" = the largest
+    # The injection ladder (one run with entities at every repetition count, plus a control run
+    # of the same steps without them): the share of each batch that is new documents.
+    ladder_new_fraction: float = 0.25
 
 
 @dataclass(frozen=True)
 class HallucinationSettings:
     """E5: value predictions on the test split of the base corpus by frequency bucket."""
 
-    confident: float = 0.5  # "confident" = top probability at least this
+    # Fallback "confident" threshold, used only when the test set lacks facts stated in training
+    # or facts not stated there (otherwise measures.bayes_confidence_threshold decides).
+    confident: float = 0.5
     reliability_bins: int = 10
     model: str = ""  # "" = the largest base model
+    min_bucket_tokens: int = 200  # value tokens per frequency bucket (the balanced test set)
+    candidate_docs: int = 8000  # held-out documents the balanced test set is chosen from
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,20 @@ class StructureSettings:
 
     bits_per_param: float = 2.0  # nominal storage capacity for the x-axis placement
     score_docs: int = 2000  # training documents scored to estimate each model's code length
+    # The single-pass transformer whose prequential code length of the training documents is
+    # set against the exact Bayes code length ("" = the smallest base size: one pass is cheap).
+    prequential_model: str = ""
+    prequential_batch: int = 16
+
+
+@dataclass(frozen=True)
+class AcquisitionSettings:
+    """E3: the final models of every seed on a held-out set balanced over frequency buckets."""
+
+    min_bucket_tokens: int = 200  # value tokens per frequency bucket (the balanced test set)
+    candidate_docs: int = 8000  # held-out documents the balanced test set is chosen from
+    level: float = 0.5  # knowledge accuracy from which a fact counts as known
+    min_buckets: int = 5  # buckets a rank correlation over buckets needs
 
 
 @dataclass(frozen=True)
@@ -198,6 +220,7 @@ class Preset:
     n_boot: int = 500
     device: str = "auto"
     threads: int | None = None
+    acquisition: AcquisitionSettings = AcquisitionSettings()
 
     def to_dict(self) -> dict[str, Any]:
         return _io.jsonable(dataclasses.asdict(self))
