@@ -589,6 +589,21 @@ def _check_entry(entry: Any, name: str, mpath: Path) -> tuple[str, str, list[int
     return file, dtype, shape
 
 
+def read_npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the header of an open ``.npy`` file, which is then
+    positioned at the first data byte. Anything unreadable is a ValueError."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(f)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(f)
+    # numpy's header parser raises several types for garbage (ValueError, SyntaxError, ...).
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(str(e)) from None
+    raise ValueError(f"npy version {version} is not supported")
+
+
 def _map_array(
     dir_fd: int, path: Path, file: str, *, mmap: bool, allowed: tuple[str, ...], ndim: int
 ) -> np.ndarray:
@@ -596,15 +611,8 @@ def _map_array(
     fpath = path / file
     with _open_member(dir_fd, path, file) as f:
         try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"npy version {version} is not supported")
-        # numpy's header parser raises several types for garbage (ValueError, SyntaxError, ...).
-        except Exception as e:  # noqa: BLE001
+            shape, fortran, dtype = read_npy_header(f)
+        except ValueError as e:
             raise CorpusError(f"{fpath}: unreadable or truncated ({e})") from None
         if dtype.str not in allowed or len(shape) != ndim or fortran:
             raise CorpusError(

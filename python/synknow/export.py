@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from synknow.corpus import Corpus, load_corpus
+from synknow.corpus import Corpus, load_corpus, read_npy_header
 from synknow.fsutil import atomic_write_text, atomic_writer
 from synknow.tokens import BOS, EOS, PAD
 
@@ -53,15 +53,8 @@ def npy_data_offset(path: str | os.PathLike[str]) -> tuple[int, np.dtype, tuple[
     path = Path(path)
     with open(path, "rb") as f:
         try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"npy version {version} is not supported")
-        # numpy's header parser raises several types for garbage (ValueError, SyntaxError, ...).
-        except Exception as e:  # noqa: BLE001
+            shape, fortran, dtype = read_npy_header(f)
+        except ValueError as e:
             raise ValueError(f"{path}: not a readable .npy file ({e})") from None
         if fortran:
             raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
