@@ -5,7 +5,12 @@ Measures, per shape (tokens x hidden x vocab, bf16 by default) and method: forwa
 forward+backward wall time (median over repeats, CUDA events), the peak CUDA memory of one
 forward+backward on top of the inputs, and effective TFLOP/s of forward+backward counted as the
 model's ``6 * tokens * hidden * vocab`` flops (recomputation not counted), also as a fraction of
-a dense peak (989 TFLOP/s, H100 SXM bf16, by default).
+a dense peak (989 TFLOP/s, H100 SXM bf16, by default). Before timing, every method runs one
+forward+backward that is compared with a float64 reference of the same inputs (loss and the
+gradients of hidden, weight and bias): the maximum relative errors and the bound they must stay
+under go into the JSON and the table, and a method above the bound is flagged ``inaccurate``.
+Liger-Kernel computes its gradients inside the forward pass, so its forward time includes the
+backward work (and its backward time is almost nothing).
 
 Methods: ``synknow`` (Triton, default "chunked" backward), ``synknow_fused`` (Triton with the
 "fused" atomics backward), ``eager`` (F.linear + F.cross_entropy on fp32 logits),
@@ -24,7 +29,8 @@ git commit, every measurement) and a PNG next to it.
     python benches/bench_kernels.py --cpu-smoke --out /tmp/smoke.json   # no GPU: tiny CPU run
 
 Without a CUDA device the script prints a message and exits 0; ``--cpu-smoke`` instead runs a
-tiny CPU comparison (our torch fallback vs eager) that exercises the harness and output files,
+tiny CPU comparison (our torch fallback vs eager, plus the Triton kernels when
+``TRITON_INTERPRET=1``) that exercises the harness, the accuracy check and the output files,
 labelled as CPU numbers, which must never be read as GPU results.
 """
 
