@@ -110,19 +110,26 @@ def _eager(
     return F.cross_entropy(F.linear(h, w, b).float(), t)
 
 
+def _synknow_loss(impl: str) -> Loss:
+    def loss(
+        h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, b: torch.Tensor | None
+    ) -> torch.Tensor:
+        out = synknow_kernels.linear_cross_entropy(h, w, t, b, impl=impl)
+        assert isinstance(out, torch.Tensor)  # a tuple only with return_lse=True
+        return out
+
+    return loss
+
+
 def make_method(name: str) -> tuple[Loss | None, str]:
     """Return (loss function, note); the function is None when the method is unavailable."""
     if name in EXTRA_METHODS:
         return EXTRA_METHODS[name]()
     if name in ("synknow", "synknow_fused"):
         note = "backward=fused (atomics)" if name == "synknow_fused" else "backward=chunked"
-        return (
-            lambda h, w, t, b: synknow_kernels.linear_cross_entropy(h, w, t, b, impl="triton")
-        ), note
+        return _synknow_loss("triton"), note
     if name == "synknow_torch":
-        return (
-            lambda h, w, t, b: synknow_kernels.linear_cross_entropy(h, w, t, b, impl="torch")
-        ), ""
+        return _synknow_loss("torch"), ""
     if name == "eager":
         return _eager, ""
     if name == "compile":
@@ -247,7 +254,9 @@ def check_accuracy(
     loss = loss_fn(leaves["hidden"], leaves["weight"], t, leaves.get("bias"))
     loss.backward()
     ref_loss = reference["loss"]
-    errors = {"loss": float((loss.detach().double() - ref_loss).abs() / ref_loss.abs())}
+    errors: dict[str, float | None] = {
+        "loss": float((loss.detach().double() - ref_loss).abs() / ref_loss.abs())
+    }
     for name, leaf in leaves.items():
         ref_grad = reference["grads"][name]
         if leaf.grad is None:
@@ -556,9 +565,10 @@ def _bench_method(
     os.environ.update(METHOD_ENV.get(m, {}))
     try:
         hc, wc, tc, bc = check["inputs"]
-        row["accuracy"] = check_accuracy(fn, hc, wc, tc, bc, check["reference"], check["bound"])
-        row.update(bench_one(fn, h, w, t, b, warmup=args.warmup, repeats=args.repeats, cuda=cuda))
-        acc = row["accuracy"]
+        acc = check_accuracy(fn, hc, wc, tc, bc, check["reference"], check["bound"])
+        row["accuracy"] = acc
+        timings = bench_one(fn, h, w, t, b, warmup=args.warmup, repeats=args.repeats, cuda=cuda)
+        row.update(timings)
         if acc["accuracy_ok"]:
             row["status"] = "ok"
         else:
@@ -566,7 +576,7 @@ def _bench_method(
             err = acc["max_rel_error"][worst]
             shown = "missing" if err is None else f"{err:.2e}"
             row["status"] = f"inaccurate: {worst} error {shown} > bound {acc['error_bound']:.2e}"
-        tflops = 6.0 * n * hdim * v / (float(row["fwd_bwd_ms"]) * 1e-3) / 1e12
+        tflops = 6.0 * n * hdim * v / (float(timings["fwd_bwd_ms"] or math.nan) * 1e-3) / 1e12
         row["tflops_fwd_bwd"] = tflops
         row["frac_peak"] = tflops / args.peak_tflops if cuda else None
     except torch.cuda.OutOfMemoryError:
@@ -641,7 +651,8 @@ def _bench_shape(
     )
     rows: list[dict] = []
     for m in methods:
-        row = {"shape": shape_name, **_bench_method(m, (h, w, t, b), check, args, cuda)}
+        row: dict[str, Any] = {"shape": shape_name}
+        row.update(_bench_method(m, (h, w, t, b), check, args, cuda))
         if "accuracy" in row:
             row["accuracy"].update(
                 check_tokens=summary["check_tokens"], reference_sliced=summary["sliced"]
