@@ -162,7 +162,8 @@ def make_method(name: str) -> tuple[Loss | None, str]:
             from cut_cross_entropy import linear_cross_entropy as cce_lce
         except ImportError as exc:
             return None, f"cut-cross-entropy not importable ({exc})"
-        return (lambda h, w, t, b: cce_lce(h, w, t, bias=b)), ""
+        # bias only when given: releases before bias support reject the keyword itself
+        return (lambda h, w, t, b: cce_lce(h, w, t, **({} if b is None else {"bias": b}))), ""
     raise SystemExit(f"unknown method {name!r}")
 
 
@@ -728,12 +729,14 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     if args.cpu_smoke:
         cuda = False
-        args.shapes = "tiny"
         args.dtype = args.dtype or "float32"
         if args.methods == ",".join(DEFAULT_METHODS):
             args.methods = "synknow_torch,eager"
             if interpreter_enabled():
-                args.shapes, args.methods = "tiny-interp", "synknow,synknow_torch,eager"
+                args.methods = "synknow,synknow_fused," + args.methods
+        triton_methods = {"synknow", "synknow_fused"} & set(args.methods.split(","))
+        # the interpreter runs each Triton program in Python: minutes at the "tiny" shapes
+        args.shapes = "tiny-interp" if triton_methods and interpreter_enabled() else "tiny"
         args.repeats, args.warmup = min(args.repeats, 3), min(args.warmup, 1)
     elif not cuda:
         print(

@@ -50,7 +50,7 @@ def test_cpu_smoke_writes_results(tmp_path):
     rows = data["results"]
     expected = {"synknow_torch", "eager"}
     if bench.interpreter_enabled():  # the Triton kernels join in, in the CPU interpreter
-        expected.add("synknow")
+        expected |= {"synknow", "synknow_fused"}
     assert {r["method"] for r in rows} == expected
     assert all(r["status"] == "ok" for r in rows), rows
     assert all(r["fwd_bwd_ms"] > 0 and r["loss_rel_diff_vs_eager"] < 1e-4 for r in rows)
@@ -89,6 +89,26 @@ def test_wrong_gradient_is_flagged_and_bias_checked(tmp_path, monkeypatch):
         assert acc["max_rel_error"]["grad_hidden"] == pytest.approx(0.5, rel=0.05)
         assert r["fwd_bwd_ms"] > 0  # still timed, but flagged
     assert sorted(data["accuracy_flagged"]) == ["tiny-oddvocab/scaled_grad", "tiny/scaled_grad"]
+
+
+def test_triton_kernels_checked_in_interpreter(tmp_path):
+    bench = _load()
+    if not bench.interpreter_enabled():
+        pytest.skip("needs TRITON_INTERPRET=1 (set by tests/conftest.py without CUDA)")
+    out = tmp_path / "interp.json"
+    argv = ["--cpu-smoke", "--dtype", "bfloat16", "--bias", "--repeats", "1", "--warmup", "0"]
+    argv += ["--methods", "synknow,synknow_fused,eager", "--no-plot", "--out", str(out)]
+    assert bench.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert {r["shape"] for r in data["results"]} == {"tiny-interp"}
+    for r in data["results"]:
+        assert r["status"] == "ok", r
+        assert set(r["accuracy"]["max_rel_error"]) == {
+            "loss",
+            "grad_hidden",
+            "grad_weight",
+            "grad_bias",
+        }
 
 
 def test_error_bound_scales_with_input_precision():
