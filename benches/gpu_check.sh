@@ -2,7 +2,8 @@
 # One GPU check, in one call, within about 10 minutes on one H100/H200:
 #   1. every `gpu`-marked test in the repository,
 #   2. the kernel test suite on CUDA (its `triton` cases then run the compiled kernels),
-#   3. the kernel benchmark (benches/bench_kernels.py), LLM heads first, then small-GPT heads,
+#   3. the kernel benchmark (benches/bench_kernels.py), GPT-2- and Gemma-like heads first, then
+#      the project's own heads (each method's gradients checked against fp64 before timing),
 #   4. the training throughput / MFU benchmark (benches/bench_train.py), one model size per run,
 #   5. the gpu-small experiments (`synknow experiment all --preset gpu-small`).
 # Every result goes under one folder: the argument, else $OUT. Each part runs under its own time
