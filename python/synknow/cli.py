@@ -15,19 +15,9 @@ from collections.abc import Sequence
 
 import synknow
 from synknow import commands
-from synknow.plots import MatplotlibMissingError
+from synknow.extras import EXTRAS, MissingDependencyError, missing
 
 __all__ = ["main", "build_parser"]
-
-# Optional dependencies and the extra that brings each: a missing one is a one-line hint.
-_EXTRAS = {
-    "torch": "train",
-    "safetensors": "train",
-    "synknow_kernels": "train",
-    "triton": "train",
-    "matplotlib": "plot",
-    "pyarrow": "export",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,17 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except ModuleNotFoundError as e:
-        root = (e.name or "").partition(".")[0]
-        if root not in _EXTRAS:
-            raise
-        print(
-            f"synknow {args.command}: error: this needs {root}: "
-            f"pip install 'synknow[{_EXTRAS[root]}]'",
-            file=sys.stderr,
-        )
+    except MissingDependencyError as e:
+        print(f"synknow {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, OSError, MatplotlibMissingError) as e:
+    except ModuleNotFoundError as e:
+        # An optional package imported without a guard (torch inside the trainer, say).
+        root = (e.name or "").partition(".")[0]
+        if root not in EXTRAS:
+            raise
+        print(f"synknow {args.command}: error: {missing(root, 'this')}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as e:
         print(f"synknow {args.command}: error: {e}", file=sys.stderr)
         return 2
 

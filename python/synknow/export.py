@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from synknow.corpus import Corpus, load_corpus, read_npy_header
+from synknow.extras import missing
 from synknow.fsutil import atomic_write_text, atomic_writer
 from synknow.tokens import BOS, EOS, PAD
 
@@ -243,9 +244,7 @@ def _require_pyarrow() -> Any:
         pyarrow = importlib.import_module("pyarrow")
         importlib.import_module("pyarrow.parquet")
     except ModuleNotFoundError:
-        raise ImportError(
-            "export to Parquet needs pyarrow: pip install 'synknow[export]'"
-        ) from None
+        raise missing("pyarrow", "export to Parquet") from None
     return pyarrow
 
 

@@ -74,11 +74,8 @@ def run(args: argparse.Namespace) -> int:
         export.to_jsonl(corpus, args.out, docs=args.docs, latent=args.latent)
         print(f"wrote {args.out}")
     else:
-        try:
-            export.to_parquet(
-                corpus, args.out, docs=args.docs, latent=args.latent, text=not args.no_text
-            )
-        except ImportError as e:
-            raise ValueError(str(e)) from None
+        export.to_parquet(
+            corpus, args.out, docs=args.docs, latent=args.latent, text=not args.no_text
+        )
         print(f"wrote {args.out}")
     return 0

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from synknow.extras import MissingDependencyError
 from synknow.fsutil import atomic_writer
 
 __all__ = [
@@ -34,7 +35,7 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17
 DPI = 110
 
 
-class MatplotlibMissingError(ImportError):
+class MatplotlibMissingError(MissingDependencyError):
     """Raised when a figure is requested and matplotlib is not installed."""
 
 
