@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synknow.experiments.exponents import excess_exponents
+from synknow.experiments.exponents import difference_exponent, excess_exponents
 
 
 def synthetic_curves(gamma: float, corpora: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,6 +44,40 @@ def test_ignoring_the_limit_would_bias_the_exponent() -> None:
     assert excess_exponents(n, curves, n_boot=20)["gamma_mean_excess"] == pytest.approx(
         0.5, abs=0.02
     )
+
+
+def test_difference_exponent_is_exact_on_a_power_law_with_any_limit() -> None:
+    # Integer checkpoints (as log_steps makes them) are only roughly geometric; the estimator uses
+    # the actual partner sizes, so a noise-free E + A n^-gamma gives gamma and A back to the
+    # golden-section tolerance, and the limit E (which it never estimates) does not matter.
+    n = np.unique(np.round(np.geomspace(10, 1e6, 25)))
+    for gamma in (0.3, 0.5, 0.7, 1.2):
+        for limit in (0.0, 0.47, 3.0):
+            g, a = difference_exponent(n, limit + 7.5 * n**-gamma)
+            assert g == pytest.approx(gamma, abs=1e-5)
+            assert a == pytest.approx(7.5, rel=1e-4)
+
+
+def test_difference_exponent_ignores_per_corpus_limits() -> None:
+    n, curves = synthetic_curves(0.7, 16, 4)
+    r = excess_exponents(n, curves, n_boot=100, seed=1)
+    # 1% noise per point: the drop over a factor of 4 is recovered to well within 0.03.
+    assert r["gamma_difference"] == pytest.approx(0.7, abs=0.03)
+    lo, hi = r["gamma_difference_ci"]
+    assert lo <= r["gamma_difference"] <= hi
+    # Shifting every curve by a constant changes no drop, so the exponent is unchanged.
+    shifted = excess_exponents(n, curves + 5.0, n_boot=5, seed=1)
+    assert shifted["gamma_difference"] == pytest.approx(r["gamma_difference"], abs=1e-6)
+
+
+def test_difference_exponent_bad_input() -> None:
+    n = np.geomspace(10, 1e6, 25)
+    assert np.isnan(difference_exponent(n[:3], n[:3] ** -0.5)[0])  # too few drops: nan
+    assert np.isnan(difference_exponent(n, np.ones_like(n))[0])  # a flat curve has no drop
+    with pytest.raises(ValueError, match="lag_factor"):
+        difference_exponent(n, n**-0.5, lag_factor=1.0)
+    with pytest.raises(ValueError, match="same length"):
+        difference_exponent(n, n[:-1])
 
 
 def test_bad_shapes_raise() -> None:
