@@ -322,6 +322,7 @@ class RunConfig(_Section):
     keep_checkpoints: int = 2
     progress: bool = True
     num_threads: int | None = None  # torch CPU threads
+    data_workers: int = 0  # DataLoader worker processes per rank (0: batches built in-line)
     loss_impl: str = "auto"  # synknow_kernels impl: "auto", "triton", "torch"
 
     _section = "run"
@@ -344,6 +345,7 @@ class RunConfig(_Section):
         for key in ("eval_interval", "checkpoint_interval"):
             _positive(f"run.{key}", getattr(self, key), allow_zero=True)
         _positive("run.num_threads", self.num_threads, at_most=MAX_THREADS)
+        _positive("run.data_workers", self.data_workers, allow_zero=True, at_most=MAX_THREADS)
 
 
 _SECTIONS: dict[str, type[_Section]] = {

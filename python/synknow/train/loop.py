@@ -26,6 +26,7 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from synknow.train.checkpoint import (
     save_checkpoint,
 )
 from synknow.train.config import ModelConfig, TrainConfig, locate_key
-from synknow.train.data import TrainData, check_split
+from synknow.train.data import TrainBatch, TrainData, check_split
 from synknow.train.distributed import (
     DistContext,
     autocast_dtype,
@@ -106,6 +107,7 @@ RESUME_OVERRIDABLE = frozenset(
         "keep_checkpoints",
         "device",
         "num_threads",
+        "data_workers",
     }
 )
 
@@ -442,10 +444,24 @@ class _Run:
             )
         self.train_step.train()
         self.timer_start, self.timer_tokens = time.perf_counter(), 0
-        with _DeferredInterrupt() as interrupt:
+        # This rank's micro-batches of the steps still to run: the data position is the step.
+        batches = iter(
+            self.plan.data.loader(
+                cfg.optim.batch_size,
+                self.plan.micro,
+                start_step=self.step,
+                stop_step=end,
+                rank=self.ddp.rank,
+                world_size=self.ddp.world,
+                limit=self.plan.limit,
+                num_workers=cfg.run.data_workers,
+                pin_memory=self.plan.device.type == "cuda",
+            )
+        )
+        with _DeferredInterrupt() as interrupt, contextlib.closing(_Closer(batches)):
             while self.step < end and not interrupt.requested:
                 lr = cfg.optim.lr_at(self.step, total)
-                loss, grad_norm = self._optimizer_step(lr)
+                loss, grad_norm = self._optimizer_step(lr, batches)
                 self.step += 1
                 if self.bar is not None:
                     self.bar.update(1)
@@ -466,7 +482,9 @@ class _Run:
         self._close_bar()
         self._finish(interrupt.requested)
 
-    def _optimizer_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _optimizer_step(
+        self, lr: float, batches: Iterator[TrainBatch]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step; returns the step's mean loss and gradient norm (on the device)."""
         cfg, ddp = self.cfg, self.ddp
         for group in self.opt.param_groups:
@@ -474,7 +492,7 @@ class _Run:
         # Dropout randomness as a function of (seed, step, rank): resume-exact.
         torch.manual_seed((cfg.run.seed * 1_000_003 + self.step * ddp.world + ddp.rank) % 2**63)
         normaliser = self.plan.data.step_targets(self.step, cfg.optim.batch_size, self.plan.limit)
-        loss_sum = self._accumulate_gradients(normaliser)
+        loss_sum = self._accumulate_gradients(normaliser, batches)
         ddp.all_reduce_sum(loss_sum)
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -490,21 +508,14 @@ class _Run:
         self.tokens_seen += normaliser
         return loss, grad_norm
 
-    def _accumulate_gradients(self, normaliser: int) -> torch.Tensor:
-        """Forward and backward over this rank's micro-batches; returns their summed loss."""
+    def _accumulate_gradients(self, normaliser: int, batches: Iterator[TrainBatch]) -> torch.Tensor:
+        """Forward and backward over this rank's micro-batches of the step (the next
+        ``accum`` of ``batches``); returns their summed loss."""
         plan, cfg, ddp = self.plan, self.cfg, self.ddp
         loss_sum = torch.zeros((), dtype=torch.float64, device=plan.device)
         amp_dtype = plan.amp or torch.float32
         for j in range(plan.accum):
-            batch = plan.data.batch(
-                self.step,
-                cfg.optim.batch_size,
-                rank=ddp.rank,
-                world_size=ddp.world,
-                micro=j,
-                micro_batch_size=plan.micro,
-                limit=plan.limit,
-            ).to(plan.device)
+            batch = next(batches).to(plan.device)
             with ddp.no_sync(self.train_step, last_micro_step=j == plan.accum - 1):
                 with torch.autocast(plan.device.type, amp_dtype, enabled=plan.amp is not None):
                     loss = self.train_step(
@@ -629,6 +640,19 @@ class _Run:
     def close(self) -> None:
         self._close_bar()
         self.log.close()
+
+
+class _Closer:
+    """``close()`` for a DataLoader iterator: stops its worker processes at once (an early
+    stop, an exception) instead of when the iterator is garbage-collected."""
+
+    def __init__(self, iterator: Any) -> None:
+        self.iterator = iterator
+
+    def close(self) -> None:
+        shutdown = getattr(self.iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 class _DeferredInterrupt:
