@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -44,6 +45,7 @@ from synknow.train.checkpoint import (
     latest_checkpoint,
     read_state,
     restore_checkpoint,
+    restore_training_state,
     save_checkpoint,
 )
 from synknow.train.config import ModelConfig, TrainConfig, locate_key
@@ -108,6 +110,7 @@ RESUME_OVERRIDABLE = frozenset(
         "device",
         "num_threads",
         "data_workers",
+        "distributed",
     }
 )
 
@@ -180,7 +183,7 @@ def train(
     cfg = _run_config(cfg, resume_dir, overrides)
     if cfg.run.num_threads:
         torch.set_num_threads(cfg.run.num_threads)
-    ddp = init_distributed(cfg.run.device)
+    ddp = init_distributed(cfg.run.device, cfg.run.distributed)
     try:
         with contextlib.ExitStack() as held:
             plan = _plan(cfg, ddp, corpus, resume_dir)
@@ -257,7 +260,8 @@ def _plan(
     data_cfg = dataclasses.replace(cfg.data, corpus=path, n_train=n_train)
     cfg = dataclasses.replace(cfg, model=model, data=data_cfg)
     micro, accum = cfg.optim.accumulation(ddp.world)
-    _check_memory(model, micro, cfg.data.doc_attention == "isolated", device)
+    shards = ddp.world if ddp.sharded else 1
+    _check_memory(model, micro, cfg.data.doc_attention == "isolated", device, shards)
     data = TrainData(corpus, n_train, model.context_length, shuffle_seed=cfg.data.shuffle_seed)
     if cfg.optim.max_steps is not None:
         total_steps, limit = cfg.optim.max_steps, None
@@ -271,17 +275,20 @@ def _plan(
     )
 
 
-def _memory_estimate(m: ModelConfig, micro: int, isolated: bool) -> int:
+def _memory_estimate(m: ModelConfig, micro: int, isolated: bool, shards: int = 1) -> int:
     """A lower bound on the bytes one training micro-step needs (float32): the parameters with
     their gradients and two AdamW moments, four int64 input rows, and per layer the few
-    d_model- and d_mlp-wide activations autograd keeps; the per-document mask with isolation."""
+    d_model- and d_mlp-wide activations autograd keeps; the per-document mask with isolation.
+    FSDP over ``shards > 1`` ranks keeps 1/shards of the parameter state on each, and rank 0
+    gathers one whole copy of the parameters to evaluate and save."""
     assert m.d_model and m.n_layer and m.d_mlp and m.vocab_size
     params = m.n_layer * (4 * m.d_model**2 + 2 * m.d_model * m.d_mlp)
     params += m.vocab_size * m.d_model * (1 if m.tie_embeddings else 2)
     tokens = micro * m.context_length
     per_token = 32 + m.n_layer * 4 * (6 * m.d_model + 2 * m.d_mlp)
     mask = micro * m.context_length**2 if isolated else 0
-    return 16 * params + tokens * per_token + mask
+    state = 16 * params if shards == 1 else -(-16 * params // shards) + 4 * params
+    return state + tokens * per_token + mask
 
 
 def _device_memory(device: torch.device) -> int | None:
@@ -293,8 +300,10 @@ def _device_memory(device: torch.device) -> int | None:
         return None
 
 
-def _check_memory(m: ModelConfig, micro: int, isolated: bool, device: torch.device) -> None:
-    need, have = _memory_estimate(m, micro, isolated), _device_memory(device)
+def _check_memory(
+    m: ModelConfig, micro: int, isolated: bool, device: torch.device, shards: int = 1
+) -> None:
+    need, have = _memory_estimate(m, micro, isolated, shards), _device_memory(device)
     if have is not None and need > have:
         raise ValueError(
             f"a micro-batch of {micro} windows of model.context_length={m.context_length} "
@@ -376,16 +385,21 @@ class _Run:
         self.plan, self.cfg, self.ddp, self.run_dir = plan, plan.cfg, ddp, run_dir
         torch.manual_seed(self.cfg.run.seed)
         self.model = GPT(self.cfg.model).to(plan.device)
-        self.opt = _make_optimizer(self.model, self.cfg, plan.device)
         self.step = 0
         self.tokens_seen = 0
         self.last_good: Path | None = None  # the newest checkpoint known to be finite
-        if resumed:
-            self._restore()
+        restored = self._restore_weights() if resumed else None
         step_module = _TrainStep(
             self.model, self.cfg.data.doc_attention == "isolated", self.cfg.run.loss_impl
         )
-        self.train_step: Any = ddp.wrap(step_module, plan.device)  # a Module, or compiled
+        # FSDP shards each block, then the rest (embeddings, final norm, head) with the loss.
+        self.train_step: Any = ddp.wrap(step_module, plan.device, shard_units=self.model.blocks)
+        # After wrapping: FSDP replaces the parameters with their shards.
+        self.opt = _make_optimizer(self.model, self.cfg, plan.device)
+        if restored is not None:
+            load = functools.partial(ddp.load_optimizer, self.model, self.opt)
+            restore_training_state(*restored, load)
+        self.shadow: GPT | None = None  # FSDP: rank 0's whole model, for evaluation and saving
         if self.cfg.run.compile:
             self.train_step = torch.compile(self.train_step)
         # Step (1-based) at which the loss or gradient norm first became non-finite, or -1;
@@ -397,14 +411,35 @@ class _Run:
         self.log = MetricsLog(run_dir / "metrics.jsonl", enabled=ddp.main)
         self.log.write(self._header(resumed))
 
-    def _restore(self) -> None:
+    def _restore_weights(self) -> tuple[Path, dict[str, Any]]:
+        """Loads the latest checkpoint's weights and counters into the (unwrapped) model;
+        returns the checkpoint and its state for the optimiser and RNG states."""
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
             raise ValueError(f"cannot resume {self.run_dir}: it has no complete checkpoint")
         state = read_state(checkpoint, self.plan.total_steps)
-        restore_checkpoint(checkpoint, state, self.model, self.opt, self.plan.device)
+        restore_checkpoint(checkpoint, state, self.model, None, self.plan.device)
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         self.last_good = checkpoint
+        return checkpoint, state
+
+    def _whole_model(
+        self, with_optimizer: bool
+    ) -> tuple[GPT | None, torch.optim.Optimizer | dict[str, Any] | None]:
+        """The model with all its parameters, and the optimiser (or its full state), on rank 0;
+        ``(None, None)`` on the others. Under FSDP every rank must call this (it gathers the
+        shards into a second, unsharded copy of the model on rank 0)."""
+        if not self.ddp.sharded:
+            return (self.model, self.opt) if self.ddp.main else (None, None)
+        model_sd, opt_sd = self.ddp.full_state(self.model, self.opt if with_optimizer else None)
+        if model_sd is None:
+            return None, None
+        if self.shadow is None:
+            with torch.random.fork_rng(devices=[]):  # its initialisation is overwritten
+                self.shadow = GPT(self.cfg.model)
+            self.shadow.to(self.plan.device)
+        self.shadow.load_state_dict(model_sd)
+        return self.shadow, opt_sd
 
     def _header(self, resumed: bool) -> dict[str, Any]:
         plan, model = self.plan, self.model
@@ -420,6 +455,8 @@ class _Run:
             "git": git_info(),
             "device": device_info(plan.device),
             "world_size": self.ddp.world,
+            "local_world_size": self.ddp.local_world,
+            "distributed": self.ddp.strategy if self.ddp.world > 1 else None,
             "micro_batch_size": plan.micro,
             "grad_accum": plan.accum,
             "total_steps": plan.total_steps,
@@ -495,7 +532,7 @@ class _Run:
         loss_sum = self._accumulate_gradients(normaliser, batches)
         ddp.all_reduce_sum(loss_sum)
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = ddp.clip_grad_norm(self.model.parameters(), max_norm)
         loss = loss_sum / max(1, normaliser)
         # Flagged on the device and read at the next log / eval / checkpoint, which always comes
         # before anything is saved: NaN is sticky (it reaches the parameters), so nothing is missed.
@@ -581,11 +618,12 @@ class _Run:
         """Rank 0 evaluates (every test document if ``final``) and logs; the others wait."""
         report = None
         plan, run = self.plan, self.cfg.run
-        if self.ddp.main:
+        model, _ = self._whole_model(with_optimizer=False)
+        if model is not None:
             if self.bayes is None:
                 self.bayes = bayes_test_code_lengths(plan.corpus, plan.n_train, plan.n_test)
             report = evaluate(
-                self.model,
+                model,
                 plan.corpus,
                 plan.n_train,
                 plan.n_test,
@@ -603,15 +641,14 @@ class _Run:
 
     def _save(self) -> None:
         """Rank 0 writes a checkpoint of the current step; the others wait."""
-        if self.ddp.main:
+        model, opt = self._whole_model(with_optimizer=True)
+        if model is not None and opt is not None:
             state = {
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
                 "total_steps": self.plan.total_steps,
             }
-            path = save_checkpoint(
-                self.run_dir, self.model, self.opt, state, self.cfg.run.keep_checkpoints
-            )
+            path = save_checkpoint(self.run_dir, model, opt, state, self.cfg.run.keep_checkpoints)
             self.log.write({"type": "checkpoint", "step": self.step, "path": str(path)})
             self.last_good = path
         self.ddp.barrier()
