@@ -123,6 +123,7 @@ def test_loader_yields_the_micro_batches_of_each_step_in_order(corpus):
             num_workers=workers,
         )  # fmt: skip
         got = list(loader)
+        assert isinstance(loader.batch_sampler, StepSampler)
         assert len(got) == len(expected) == len(loader.batch_sampler)
         for a, b in zip(got, expected, strict=True):
             assert a.n_targets == b.n_targets

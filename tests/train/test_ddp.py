@@ -215,6 +215,7 @@ def test_fsdp_matches_single_process_and_checkpoints_like_it(
     fsdp = tmp_path / "fsdp"
     header = records(fsdp, "header")[0]
     assert header["distributed"] == "fsdp" and header["world_size"] == 2
+    assert header["params"] == records(single, "header")[0]["params"]  # DTensors count whole
     assert_same_training(single, fsdp)
     assert load_run(fsdp).step == STEPS
     final = [r for r in records(fsdp, "eval") if r["final"]]

@@ -1,11 +1,13 @@
 """The training loop: AdamW + warmup/cosine, gradient accumulation, bf16 autocast on GPU, DDP
-under ``torchrun``, safetensors checkpoints with exact resume, and a JSONL metrics log.
+or FSDP under ``torchrun`` (one node or several), safetensors checkpoints with exact resume,
+and a JSONL metrics log.
 
 :func:`train` reads top to bottom: resolve the configuration, plan the run (corpus, split,
 window stream, step count), open the run directory, build the model and optimiser (restoring a
 checkpoint on resume), then loop over optimiser steps, logging, evaluating and checkpointing
-as due. The run directory is :mod:`synknow.train.rundir`, checkpoints are
-:mod:`synknow.train.checkpoint`, ranks are :mod:`synknow.train.distributed`.
+as due. Batches come from :meth:`synknow.train.data.TrainData.loader` (a DataLoader over
+``synknow.torch.CorpusWindows``). The run directory is :mod:`synknow.train.rundir`,
+checkpoints are :mod:`synknow.train.checkpoint`, ranks are :mod:`synknow.train.distributed`.
 
 Exact resume: the data position is the step number (the window stream is a pure function of the
 configuration, see :mod:`synknow.train.data`), the learning rate is a pure function of the step,
@@ -174,7 +176,7 @@ def train(
         stop_at: stop (with a checkpoint) after this many optimiser steps, as an interruption
             would; the learning-rate schedule still spans the full run.
 
-    Under ``torchrun`` every rank calls this; rank 0 writes the log and the checkpoints.
+    Under ``torchrun`` every rank calls this; global rank 0 writes the log and the checkpoints.
     Raises :class:`TrainingDiverged` if the loss or gradient norm becomes non-finite,
     :class:`~synknow.train.rundir.RunInUse` if another process holds the run, and
     :class:`~synknow.train.checkpoint.CheckpointError` for a corrupt run directory.
