@@ -292,7 +292,9 @@ class TrainData(Dataset):
             collate_fn=collate,
             num_workers=num_workers,
             pin_memory=pin_memory,
-            persistent_workers=False,
+            # Its own generator: the loader draws the workers' base seed from it, and would
+            # otherwise draw from (advance) the global torch RNG that a checkpoint records.
+            generator=torch.Generator().manual_seed(0),
         )
 
     def step_targets(self, step: int, batch_size: int, limit: int | None = None) -> int:
