@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import synknow
+import torch
 from _train_testing import small_bios
+from synknow.torch import CorpusWindows
 from synknow.train import EvalData, TrainData, bucket_label, frequency_bucket
-from synknow.train.data import BOS, IGNORE, check_split
+from synknow.train.data import BOS, IGNORE, StepSampler, check_split
 
 
 def docs_of_epoch(data: TrainData, epoch: int) -> list[int]:
@@ -82,6 +84,59 @@ def test_rank_shards_partition_the_single_process_step(corpus):
     stacked = np.concatenate([p.tokens.numpy() for p in parts])
     np.testing.assert_array_equal(stacked, full.tokens.numpy())
     assert sum(p.n_targets for p in parts) == full.n_targets == data.step_targets(3, 8)
+
+
+def test_epochs_are_corpus_windows_of_a_seeded_permutation(corpus):
+    """The trainer's windows are synknow.torch's CorpusWindows (the dataset other projects
+    use), not a private packing: epoch e packs permutation (shuffle_seed, e) of the prefix."""
+    data = TrainData(corpus, 400, 128, shuffle_seed=7)
+    for epoch in (0, 1):
+        order = np.random.Generator(np.random.PCG64([7, epoch])).permutation(400)
+        windows = CorpusWindows(corpus, 128, order=order)
+        assert data.epoch_windows(epoch) == len(windows)
+        first = data.stream_windows(epoch)
+        for w in (0, len(windows) - 1):
+            mine, theirs = data[first + w], windows[w]
+            assert mine.keys() == theirs.keys()
+            for key in theirs:
+                torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=0)
+    batch = data.batch(0, 4)
+    np.testing.assert_array_equal(
+        batch.segments.numpy(), torch.stack([data[i]["doc"] for i in range(4)]).numpy()
+    )
+
+
+def test_loader_yields_the_micro_batches_of_each_step_in_order(corpus):
+    """The DataLoader the loop draws from, in-line and with worker processes, gives exactly
+    the micro-batches batch() describes, from a resumed step to the end of the stream."""
+    data = TrainData(corpus, 100, 128, shuffle_seed=2)
+    limit = data.stream_windows(1.5)
+    steps = data.steps_for(1.5, 8)
+    expected = [
+        data.batch(s, 8, rank=1, world_size=2, micro=j, micro_batch_size=2, limit=limit)
+        for s in range(3, steps)
+        for j in range(2)
+    ]
+    for workers in (0, 2):
+        loader = data.loader(
+            8, 2, start_step=3, stop_step=steps, rank=1, world_size=2, limit=limit,
+            num_workers=workers,
+        )  # fmt: skip
+        got = list(loader)
+        assert isinstance(loader.batch_sampler, StepSampler)
+        assert len(got) == len(expected) == len(loader.batch_sampler)
+        for a, b in zip(got, expected, strict=True):
+            assert a.n_targets == b.n_targets
+            for key in ("tokens", "targets", "positions", "segments"):
+                torch.testing.assert_close(getattr(a, key), getattr(b, key), rtol=0, atol=0)
+    assert expected[-1].n_targets < expected[0].n_targets  # the stream ends inside the last step
+
+
+def test_step_sampler_rejects_a_batch_that_does_not_divide():
+    with pytest.raises(ValueError, match="multiple of micro_batch_size=3 x world_size=2"):
+        StepSampler(8, 3, world_size=2)
+    with pytest.raises(ValueError, match="rank=2"):
+        StepSampler(8, 2, rank=2, world_size=2)
 
 
 def test_stream_limit_pads_the_last_batch(corpus):

@@ -51,7 +51,7 @@ def test_tiny_model_learns_syntax_first_and_frequent_facts(corpus, tmp_path):
 
 def test_resume_is_exact(corpus, tmp_path):
     """N steps straight == N/2 steps, stop, resume, N/2 steps: same parameters, optimiser
-    state and losses (fp32 CPU; gradient accumulation and dropout on)."""
+    state, RNG state and losses (fp32 CPU; gradient accumulation and dropout on)."""
     cfg = tiny_config(
         tmp_path,
         model={"dropout": 0.1},
@@ -60,14 +60,16 @@ def test_resume_is_exact(corpus, tmp_path):
         run={"eval_docs": 10, "eval_interval": 4},
     )
     straight = train(cfg.with_overrides(["run.run_id=straight"]), corpus=corpus)
-    split = train(cfg.with_overrides(["run.run_id=split"]), corpus=corpus, stop_at=5)
+    # Batches from DataLoader worker processes (stopped early), then in-line: the same run.
+    workers = ["run.run_id=split", "run.data_workers=2"]
+    split = train(cfg.with_overrides(workers), corpus=corpus, stop_at=5)
     assert records(split, "stopped")[0]["step"] == 5
     assert not (split / "eval.json").exists()
-    train(resume=split, corpus=corpus)
+    train(resume=split, corpus=corpus, overrides=["run.data_workers=0"])
     # Bit-equality is the property here and is sound on any CPU: both runs execute the same
     # kernels on the same shapes in one process with one thread (conftest), so every float is
     # computed in the same order; only the resume in between differs.
-    for name in ("model.safetensors", "optimizer.safetensors"):
+    for name in ("model.safetensors", "optimizer.safetensors", "rng.safetensors"):
         a = load_file(str(straight / "checkpoints" / "step_00000010" / name))
         b = load_file(str(split / "checkpoints" / "step_00000010" / name))
         assert a.keys() == b.keys()

@@ -22,6 +22,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeGuard, cast
 
@@ -46,6 +47,7 @@ __all__ = [
     "inside",
     "read_state",
     "restore_checkpoint",
+    "restore_training_state",
     "save_checkpoint",
     "remove_stale_checkpoint_temporaries",
     "json_default",
@@ -152,8 +154,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
-    sd = opt.state_dict()
+def _optimizer_tensors(
+    opt: torch.optim.Optimizer | Mapping[str, Any],
+) -> tuple[dict[str, torch.Tensor], Any]:
+    sd = opt if isinstance(opt, Mapping) else opt.state_dict()
     tensors = {
         f"state.{idx}.{key}": value.detach().cpu().contiguous()
         for idx, st in sd["state"].items()
@@ -180,12 +184,14 @@ def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def save_checkpoint(
     run_dir: Path,
     model: nn.Module,
-    opt: torch.optim.Optimizer,
+    opt: torch.optim.Optimizer | Mapping[str, Any],
     state: dict[str, Any],
     keep: int,
 ) -> Path:
     """Writes ``checkpoints/step_<state["step"]>/``, points ``latest`` at it and keeps the
-    ``keep`` newest. A failure (a full disk) is an ``OSError`` and leaves no partial checkpoint."""
+    ``keep`` newest. ``opt`` is the optimiser or its full ``state_dict()`` (parameters numbered
+    as ``torch.optim`` numbers them; a sharded run gathers it first). A failure (a full disk)
+    is an ``OSError`` and leaves no partial checkpoint."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{state['step']:08d}"
@@ -265,12 +271,12 @@ def read_state(checkpoint: Path, total_steps: int | None = None) -> dict[str, An
     return state
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: Any):
+def _optimizer_state_dict(tensors: dict[str, torch.Tensor], groups: Any) -> dict[str, Any]:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         _, idx, key = name.split(".", 2)
         state.setdefault(int(idx), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
 
 
 def _set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> None:
@@ -284,6 +290,9 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> N
     np.random.set_state((st[0], np.asarray(st[1], dtype=np.uint32), *st[2:]))  # noqa: NPY002
 
 
+_RESTORE_ERRORS = (SafetensorError, OSError, RuntimeError, KeyError, TypeError, ValueError)
+
+
 def restore_checkpoint(
     checkpoint: Path,
     state: dict[str, Any],
@@ -295,11 +304,27 @@ def restore_checkpoint(
     failure (a truncated file, tensors of another model) is one CheckpointError."""
     try:
         load_model(model, str(checkpoint / "model.safetensors"), device=str(device))
-        if opt is not None:
-            tensors = load_file(str(checkpoint / "optimizer.safetensors"))
-            _load_optimizer(opt, tensors, state["param_groups"])
-            _set_rng_state(load_file(str(checkpoint / "rng.safetensors")), state["rng"])
-    except (SafetensorError, OSError, RuntimeError, KeyError, TypeError, ValueError) as e:
+    except _RESTORE_ERRORS as e:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} cannot be restored: {one_line(e)}"
+        ) from None
+    if opt is not None:
+        restore_training_state(checkpoint, state, opt.load_state_dict)
+
+
+def restore_training_state(
+    checkpoint: Path,
+    state: dict[str, Any],
+    load_optimizer: Callable[[dict[str, Any]], Any],
+) -> None:
+    """Passes the checkpoint's optimiser ``state_dict()`` (parameters numbered as
+    ``torch.optim`` numbers them) to ``load_optimizer``, then restores the RNG states; any
+    failure is one CheckpointError."""
+    try:
+        tensors = load_file(str(checkpoint / "optimizer.safetensors"))
+        load_optimizer(_optimizer_state_dict(tensors, state["param_groups"]))
+        _set_rng_state(load_file(str(checkpoint / "rng.safetensors")), state["rng"])
+    except _RESTORE_ERRORS as e:
         raise CheckpointError(
             f"checkpoint {checkpoint} cannot be restored: {one_line(e)}"
         ) from None

@@ -322,6 +322,10 @@ class RunConfig(_Section):
     keep_checkpoints: int = 2
     progress: bool = True
     num_threads: int | None = None  # torch CPU threads
+    data_workers: int = 0  # DataLoader worker processes per rank (0: batches built in-line)
+    # With several ranks: "ddp" replicates the model on each; "fsdp" shards parameters,
+    # gradients and AdamW moments over the ranks (models that one device cannot hold).
+    distributed: str = "ddp"
     loss_impl: str = "auto"  # synknow_kernels impl: "auto", "triton", "torch"
 
     _section = "run"
@@ -332,6 +336,8 @@ class RunConfig(_Section):
             raise ValueError(f"run.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.loss_impl not in ("auto", "triton", "torch"):
             raise ValueError(f"run.loss_impl must be auto, triton or torch, got {self.loss_impl!r}")
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"run.distributed must be ddp or fsdp, got {self.distributed!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"run.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.run_id is not None and (
@@ -344,6 +350,7 @@ class RunConfig(_Section):
         for key in ("eval_interval", "checkpoint_interval"):
             _positive(f"run.{key}", getattr(self, key), allow_zero=True)
         _positive("run.num_threads", self.num_threads, at_most=MAX_THREADS)
+        _positive("run.data_workers", self.data_workers, allow_zero=True, at_most=MAX_THREADS)
 
 
 _SECTIONS: dict[str, type[_Section]] = {

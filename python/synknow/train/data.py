@@ -1,19 +1,22 @@
 """Training windows and evaluation batches read straight from a (memory-mapped) corpus.
 
-Splits follow docs/model.md#splits: the test split is the last ``n_test`` documents; training uses
-the first
-``n_train``. Training packs whole documents into windows of ``context_length`` tokens, each
-window starting at a document's ``BOS``; the targets of a document are its own next tokens (the
-``EOS -> next BOS`` transition and padding are ignored, ``-100``). Documents longer than the
-window are rejected (synknow documents are short: ``m`` sentences).
+Splits follow docs/model.md#splits: the test split is the last ``n_test`` documents; training
+uses the first ``n_train``. Training packs whole documents into windows of ``context_length``
+tokens, each window starting at a document's ``BOS``; the targets of a document are its own
+next tokens (the ``EOS -> next BOS`` transition and padding are ignored, ``-100``). Documents
+longer than the window are rejected (synknow documents are short: ``m`` sentences).
 
-The window stream is a pure function of ``(corpus, n_train, context_length, shuffle_seed)``:
-epoch ``e`` shuffles the training documents with a generator keyed by ``(shuffle_seed, e)`` and
-packs them in that order (next fit); epochs follow each other (their window counts can differ
-by a few, as packing depends on the order). Optimiser step ``s`` takes windows
-``[s B, (s + 1) B)`` of that stream, so the data position of a run is its step number, and rank
-``r`` of ``W`` takes, in micro-step ``j``, the slice at ``(j W + r) x micro_batch`` within the
-step: every rank reads only its own windows and the union over ranks is the single-process batch.
+The windows are :class:`synknow.torch.CorpusWindows` (the dataset other projects use), one per
+epoch: epoch ``e`` packs the training documents in the order of a permutation keyed by
+``(shuffle_seed, e)``, next fit. :class:`TrainData` chains the epochs into one endless,
+map-style window stream (item ``i`` is window ``i``; their window counts can differ by a few,
+as packing depends on the order), a pure function of ``(corpus, n_train, context_length,
+shuffle_seed)``. Optimiser step ``s`` takes windows ``[s B, (s + 1) B)`` of that stream, so the
+data position of a run is its step number, and rank ``r`` of ``W`` takes, in micro-step ``j``,
+the slice at ``(j W + r) x micro_batch`` within the step: every rank reads only its own windows
+and the union over ranks is the single-process batch. :meth:`TrainData.loader` serves one
+rank's micro-batches through a ``torch.utils.data.DataLoader`` (optionally with worker
+processes that assemble batches ahead of the training step).
 
 >>> import synknow
 >>> corpus = synknow.sample(synknow.presets.bios(), 200, seed=1)
@@ -29,15 +32,19 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from synknow.corpus import Corpus
 
 # Special tokens and frequency buckets have one definition, in synknow.tokens; the names stay
 # importable from here.
 from synknow.tokens import BOS, EOS, IGNORE, PAD, bucket_label, frequency_bucket
+from synknow.torch import CorpusWindows
 
 __all__ = [
     "IGNORE",
@@ -46,6 +53,8 @@ __all__ = [
     "EOS",
     "TrainBatch",
     "TrainData",
+    "StepSampler",
+    "collate_windows",
     "EvalBatch",
     "EvalData",
     "check_split",
@@ -79,7 +88,9 @@ def check_split(corpus: Corpus, n_train: int | None, n_test: int) -> tuple[int, 
 @dataclasses.dataclass
 class TrainBatch:
     """``(B, T)`` int64 tensors: inputs, targets (``-100`` = ignored), rotary positions and
-    document segment ids (``-1`` on padding); ``n_targets`` counts non-ignored targets."""
+    segments (the corpus document id of each position, ``-1`` on padding: isolation lets a
+    token attend only to tokens of its own segment); ``n_targets`` counts non-ignored
+    targets."""
 
     tokens: torch.Tensor
     targets: torch.Tensor
@@ -97,9 +108,46 @@ class TrainBatch:
             self.n_targets,
         )
 
+    def pin_memory(self) -> TrainBatch:
+        """Page-locked copies (the DataLoader's ``pin_memory=True`` calls this)."""
+        return TrainBatch(
+            self.tokens.pin_memory(),
+            self.targets.pin_memory(),
+            self.positions.pin_memory(),
+            self.segments.pin_memory(),
+            self.n_targets,
+        )
 
-class TrainData:
-    """The deterministic window stream over the first ``n_train`` documents of a corpus."""
+
+def collate_windows(
+    items: Sequence[dict[str, torch.Tensor]], rows: int, context_length: int
+) -> TrainBatch:
+    """Stacks :class:`~synknow.torch.CorpusWindows` items into a :class:`TrainBatch` of
+    ``rows`` rows; rows past the items are padding (targets ignored), so that every
+    micro-batch keeps its shape when the stream ends inside a step."""
+    if len(items) > rows:
+        raise ValueError(f"{len(items)} windows do not fit a batch of {rows} rows")
+    shape = (rows, context_length)
+    tokens = torch.full(shape, PAD, dtype=torch.int64)
+    targets = torch.full(shape, IGNORE, dtype=torch.int64)
+    positions = torch.zeros(shape, dtype=torch.int64)
+    segments = torch.full(shape, -1, dtype=torch.int64)
+    n = len(items)
+    if n:
+        tokens[:n] = torch.stack([it["tokens"] for it in items])
+        targets[:n] = torch.stack([it["targets"] for it in items])
+        positions[:n] = torch.stack([it["positions"] for it in items])
+        segments[:n] = torch.stack([it["doc"] for it in items])
+    n_targets = int((targets != IGNORE).sum())
+    return TrainBatch(tokens, targets, positions, segments, n_targets)
+
+
+class TrainData(Dataset):
+    """The deterministic window stream over the first ``n_train`` documents of a corpus.
+
+    A map-style dataset without a length (the stream is endless): item ``i`` is window ``i``
+    of the stream, a :class:`~synknow.torch.CorpusWindows` item.
+    """
 
     def __init__(
         self,
@@ -129,7 +177,7 @@ class TrainData:
             raise ValueError("corpus has a document shorter than BOS + EOS")
         self.tokens_per_epoch = int(offsets[-1])
         self.targets_per_epoch = int(self.doc_len.sum() - n_train)
-        self._epochs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._epochs: dict[int, CorpusWindows] = {}
         self._epoch_start = [0]  # stream index of the first window of each packed epoch
         self.windows_per_epoch = self.epoch_windows(0)
         """Windows in epoch 0 (later epochs may differ by a few)."""
@@ -143,7 +191,7 @@ class TrainData:
         # Window counts of every epoch so far are kept (ints); packs only for the latest two.
         while len(self._epoch_start) <= epochs:
             e = len(self._epoch_start) - 1
-            self._epoch_start.append(self._epoch_start[-1] + len(self._epoch(e)[1]) - 1)
+            self._epoch_start.append(self._epoch_start[-1] + len(self.epoch(e)))
 
     def locate(self, index: int) -> tuple[int, int]:
         """``(epoch, window within the epoch)`` of window ``index`` of the stream."""
@@ -164,34 +212,25 @@ class TrainData:
         epoch, w = self.locate(index)
         return epoch + w / self.epoch_windows(epoch)
 
-    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(order, window_ptr)``: documents in packing order, and CSR pointers of windows."""
+    def epoch(self, epoch: int) -> CorpusWindows:
+        """The windows of epoch ``epoch``: the training documents in the order of a permutation
+        keyed by ``(shuffle_seed, epoch)``, packed by :class:`~synknow.torch.CorpusWindows`."""
         if epoch not in self._epochs:
             if len(self._epochs) >= 2:  # a step straddles at most two epochs
                 del self._epochs[min(self._epochs)]
-            self._epochs[epoch] = self._pack(epoch)
+            rng = np.random.Generator(np.random.PCG64([self.shuffle_seed, epoch]))
+            order = rng.permutation(self.n_train)
+            self._epochs[epoch] = CorpusWindows(self.corpus, self.context_length, order=order)
         return self._epochs[epoch]
-
-    def _pack(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.Generator(np.random.PCG64([self.shuffle_seed, epoch]))
-        order = rng.permutation(self.n_train)
-        lens = self.doc_len[order]
-        ptr = [0]
-        used = 0
-        # Next-fit packing: a document that does not fit closes the window.
-        for i, length in enumerate(lens.tolist()):
-            if used + length > self.context_length:
-                ptr.append(i)
-                used = 0
-            used += length
-        ptr.append(len(order))
-        return order, np.asarray(ptr, dtype=np.int64)
 
     def window_docs(self, index: int) -> np.ndarray:
         """Documents (in order) of window ``index`` of the endless stream."""
         epoch, w = self.locate(index)
-        order, ptr = self._epoch(epoch)
-        return order[ptr[w] : ptr[w + 1]]
+        return self.epoch(epoch).window_docs(w)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        epoch, w = self.locate(int(index))
+        return self.epoch(epoch)[w]
 
     def steps_for(self, epochs: float, batch_size: int) -> int:
         """Optimiser steps that cover ``epochs`` passes (the last batch may be partial)."""
@@ -214,9 +253,49 @@ class TrainData:
         ignored), so every micro-batch keeps the shape ``(micro_batch_size, T)``.
         """
         mb = micro_batch_size or batch_size // world_size
-        first = step * batch_size + (micro * world_size + rank) * mb
-        indices = [i for i in range(first, first + mb) if limit is None or i < limit]
-        return self._assemble([self.window_docs(i) for i in indices], mb)
+        sampler = StepSampler(batch_size, mb, rank=rank, world_size=world_size, limit=limit)
+        items = [self[i] for i in sampler.indices(step, micro)]
+        return collate_windows(items, mb, self.context_length)
+
+    def loader(
+        self,
+        batch_size: int,
+        micro_batch_size: int,
+        *,
+        start_step: int = 0,
+        stop_step: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        limit: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> DataLoader:
+        """A DataLoader over this rank's micro-batches of steps ``[start_step, stop_step)``, in
+        order (``batch_size / (micro_batch_size x world_size)`` per step), each the
+        :meth:`batch` of the same arguments. With ``num_workers > 0`` worker processes
+        assemble batches ahead of the training step; the batches are the same."""
+        sampler = StepSampler(
+            batch_size,
+            micro_batch_size,
+            rank=rank,
+            world_size=world_size,
+            limit=limit,
+            start_step=start_step,
+            stop_step=stop_step,
+        )
+        collate = functools.partial(
+            collate_windows, rows=micro_batch_size, context_length=self.context_length
+        )
+        return DataLoader(
+            self,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            # Its own generator: the loader draws the workers' base seed from it, and would
+            # otherwise draw from (advance) the global torch RNG that a checkpoint records.
+            generator=torch.Generator().manual_seed(0),
+        )
 
     def step_targets(self, step: int, batch_size: int, limit: int | None = None) -> int:
         """Non-ignored targets in the whole step over all ranks (the loss normaliser)."""
@@ -228,32 +307,55 @@ class TrainData:
             total += int(self.doc_len[docs].sum()) - len(docs)
         return total
 
-    def _assemble(self, windows: list[np.ndarray], rows: int) -> TrainBatch:
-        t = self.context_length
-        tokens = np.full((rows, t), PAD, dtype=np.int64)
-        targets = np.full((rows, t), IGNORE, dtype=np.int64)
-        positions = np.zeros((rows, t), dtype=np.int64)
-        segments = np.full((rows, t), -1, dtype=np.int64)
-        src = self.corpus.tokens
-        n_targets = 0
-        for row, docs in enumerate(windows):
-            col = 0
-            for seg, doc in enumerate(docs.tolist()):
-                start, length = int(self.doc_start[doc]), int(self.doc_len[doc])
-                span = np.asarray(src[start : start + length], dtype=np.int64)
-                tokens[row, col : col + length] = span
-                targets[row, col : col + length - 1] = span[1:]
-                positions[row, col : col + length] = np.arange(length)
-                segments[row, col : col + length] = seg
-                col += length
-                n_targets += length - 1
-        return TrainBatch(
-            torch.from_numpy(tokens),
-            torch.from_numpy(targets),
-            torch.from_numpy(positions),
-            torch.from_numpy(segments),
-            n_targets,
-        )
+
+class StepSampler:
+    """Batch sampler of one rank's window indices: per optimiser step from ``start_step`` (to
+    ``stop_step``, or endless), its ``accum = batch_size / (micro_batch_size x world_size)``
+    micro-batches in order. Micro-batch ``j`` of step ``s`` on rank ``r`` holds the windows
+    ``s B + (j W + r) m + [0, m)`` below ``limit``; the ranks' micro-batches of a step together
+    are its ``B`` windows, each once."""
+
+    def __init__(
+        self,
+        batch_size: int,
+        micro_batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        limit: int | None = None,
+        start_step: int = 0,
+        stop_step: int | None = None,
+    ):
+        if micro_batch_size < 1 or batch_size % (micro_batch_size * world_size):
+            raise ValueError(
+                f"batch_size={batch_size} must be a multiple of micro_batch_size="
+                f"{micro_batch_size} x world_size={world_size}"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+        self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
+        self.rank, self.world_size, self.limit = rank, world_size, limit
+        self.start_step, self.stop_step = start_step, stop_step
+        self.accum = batch_size // (micro_batch_size * world_size)
+
+    def indices(self, step: int, micro: int) -> list[int]:
+        """Window indices of micro-batch ``micro`` of step ``step`` on this rank."""
+        m = self.micro_batch_size
+        first = step * self.batch_size + (micro * self.world_size + self.rank) * m
+        last = first + m if self.limit is None else min(first + m, self.limit)
+        return list(range(first, max(first, last)))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while self.stop_step is None or step < self.stop_step:
+            for micro in range(self.accum):
+                yield self.indices(step, micro)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.stop_step is None:
+            raise TypeError("an endless StepSampler has no length")
+        return max(0, self.stop_step - self.start_step) * self.accum
 
 
 @dataclasses.dataclass

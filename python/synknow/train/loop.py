@@ -1,11 +1,13 @@
 """The training loop: AdamW + warmup/cosine, gradient accumulation, bf16 autocast on GPU, DDP
-under ``torchrun``, safetensors checkpoints with exact resume, and a JSONL metrics log.
+or FSDP under ``torchrun`` (one node or several), safetensors checkpoints with exact resume,
+and a JSONL metrics log.
 
 :func:`train` reads top to bottom: resolve the configuration, plan the run (corpus, split,
 window stream, step count), open the run directory, build the model and optimiser (restoring a
 checkpoint on resume), then loop over optimiser steps, logging, evaluating and checkpointing
-as due. The run directory is :mod:`synknow.train.rundir`, checkpoints are
-:mod:`synknow.train.checkpoint`, ranks are :mod:`synknow.train.distributed`.
+as due. Batches come from :meth:`synknow.train.data.TrainData.loader` (a DataLoader over
+``synknow.torch.CorpusWindows``). The run directory is :mod:`synknow.train.rundir`,
+checkpoints are :mod:`synknow.train.checkpoint`, ranks are :mod:`synknow.train.distributed`.
 
 Exact resume: the data position is the step number (the window stream is a pure function of the
 configuration, see :mod:`synknow.train.data`), the learning rate is a pure function of the step,
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -26,6 +29,7 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +47,11 @@ from synknow.train.checkpoint import (
     latest_checkpoint,
     read_state,
     restore_checkpoint,
+    restore_training_state,
     save_checkpoint,
 )
 from synknow.train.config import ModelConfig, TrainConfig, locate_key
-from synknow.train.data import TrainData, check_split
+from synknow.train.data import TrainBatch, TrainData, check_split
 from synknow.train.distributed import (
     DistContext,
     autocast_dtype,
@@ -106,6 +111,8 @@ RESUME_OVERRIDABLE = frozenset(
         "keep_checkpoints",
         "device",
         "num_threads",
+        "data_workers",
+        "distributed",
     }
 )
 
@@ -169,7 +176,7 @@ def train(
         stop_at: stop (with a checkpoint) after this many optimiser steps, as an interruption
             would; the learning-rate schedule still spans the full run.
 
-    Under ``torchrun`` every rank calls this; rank 0 writes the log and the checkpoints.
+    Under ``torchrun`` every rank calls this; global rank 0 writes the log and the checkpoints.
     Raises :class:`TrainingDiverged` if the loss or gradient norm becomes non-finite,
     :class:`~synknow.train.rundir.RunInUse` if another process holds the run, and
     :class:`~synknow.train.checkpoint.CheckpointError` for a corrupt run directory.
@@ -178,7 +185,7 @@ def train(
     cfg = _run_config(cfg, resume_dir, overrides)
     if cfg.run.num_threads:
         torch.set_num_threads(cfg.run.num_threads)
-    ddp = init_distributed(cfg.run.device)
+    ddp = init_distributed(cfg.run.device, cfg.run.distributed)
     try:
         with contextlib.ExitStack() as held:
             plan = _plan(cfg, ddp, corpus, resume_dir)
@@ -255,7 +262,8 @@ def _plan(
     data_cfg = dataclasses.replace(cfg.data, corpus=path, n_train=n_train)
     cfg = dataclasses.replace(cfg, model=model, data=data_cfg)
     micro, accum = cfg.optim.accumulation(ddp.world)
-    _check_memory(model, micro, cfg.data.doc_attention == "isolated", device)
+    shards = ddp.world if ddp.sharded else 1
+    _check_memory(model, micro, cfg.data.doc_attention == "isolated", device, shards)
     data = TrainData(corpus, n_train, model.context_length, shuffle_seed=cfg.data.shuffle_seed)
     if cfg.optim.max_steps is not None:
         total_steps, limit = cfg.optim.max_steps, None
@@ -269,17 +277,20 @@ def _plan(
     )
 
 
-def _memory_estimate(m: ModelConfig, micro: int, isolated: bool) -> int:
+def _memory_estimate(m: ModelConfig, micro: int, isolated: bool, shards: int = 1) -> int:
     """A lower bound on the bytes one training micro-step needs (float32): the parameters with
     their gradients and two AdamW moments, four int64 input rows, and per layer the few
-    d_model- and d_mlp-wide activations autograd keeps; the per-document mask with isolation."""
+    d_model- and d_mlp-wide activations autograd keeps; the per-document mask with isolation.
+    FSDP over ``shards > 1`` ranks keeps 1/shards of the parameter state on each, and rank 0
+    gathers one whole copy of the parameters to evaluate and save."""
     assert m.d_model and m.n_layer and m.d_mlp and m.vocab_size
     params = m.n_layer * (4 * m.d_model**2 + 2 * m.d_model * m.d_mlp)
     params += m.vocab_size * m.d_model * (1 if m.tie_embeddings else 2)
     tokens = micro * m.context_length
     per_token = 32 + m.n_layer * 4 * (6 * m.d_model + 2 * m.d_mlp)
     mask = micro * m.context_length**2 if isolated else 0
-    return 16 * params + tokens * per_token + mask
+    state = 16 * params if shards == 1 else -(-16 * params // shards) + 4 * params
+    return state + tokens * per_token + mask
 
 
 def _device_memory(device: torch.device) -> int | None:
@@ -291,8 +302,10 @@ def _device_memory(device: torch.device) -> int | None:
         return None
 
 
-def _check_memory(m: ModelConfig, micro: int, isolated: bool, device: torch.device) -> None:
-    need, have = _memory_estimate(m, micro, isolated), _device_memory(device)
+def _check_memory(
+    m: ModelConfig, micro: int, isolated: bool, device: torch.device, shards: int = 1
+) -> None:
+    need, have = _memory_estimate(m, micro, isolated, shards), _device_memory(device)
     if have is not None and need > have:
         raise ValueError(
             f"a micro-batch of {micro} windows of model.context_length={m.context_length} "
@@ -374,16 +387,21 @@ class _Run:
         self.plan, self.cfg, self.ddp, self.run_dir = plan, plan.cfg, ddp, run_dir
         torch.manual_seed(self.cfg.run.seed)
         self.model = GPT(self.cfg.model).to(plan.device)
-        self.opt = _make_optimizer(self.model, self.cfg, plan.device)
         self.step = 0
         self.tokens_seen = 0
         self.last_good: Path | None = None  # the newest checkpoint known to be finite
-        if resumed:
-            self._restore()
+        restored = self._restore_weights() if resumed else None
         step_module = _TrainStep(
             self.model, self.cfg.data.doc_attention == "isolated", self.cfg.run.loss_impl
         )
-        self.train_step: Any = ddp.wrap(step_module, plan.device)  # a Module, or compiled
+        # FSDP shards each block, then the rest (embeddings, final norm, head) with the loss.
+        self.train_step: Any = ddp.wrap(step_module, plan.device, shard_units=self.model.blocks)
+        # After wrapping: FSDP replaces the parameters with their shards.
+        self.opt = _make_optimizer(self.model, self.cfg, plan.device)
+        if restored is not None:
+            load = functools.partial(ddp.load_optimizer, self.model, self.opt)
+            restore_training_state(*restored, load)
+        self.shadow: GPT | None = None  # FSDP: rank 0's whole model, for evaluation and saving
         if self.cfg.run.compile:
             self.train_step = torch.compile(self.train_step)
         # Step (1-based) at which the loss or gradient norm first became non-finite, or -1;
@@ -395,14 +413,35 @@ class _Run:
         self.log = MetricsLog(run_dir / "metrics.jsonl", enabled=ddp.main)
         self.log.write(self._header(resumed))
 
-    def _restore(self) -> None:
+    def _restore_weights(self) -> tuple[Path, dict[str, Any]]:
+        """Loads the latest checkpoint's weights and counters into the (unwrapped) model;
+        returns the checkpoint and its state for the optimiser and RNG states."""
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
             raise ValueError(f"cannot resume {self.run_dir}: it has no complete checkpoint")
         state = read_state(checkpoint, self.plan.total_steps)
-        restore_checkpoint(checkpoint, state, self.model, self.opt, self.plan.device)
+        restore_checkpoint(checkpoint, state, self.model, None, self.plan.device)
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         self.last_good = checkpoint
+        return checkpoint, state
+
+    def _whole_model(
+        self, with_optimizer: bool
+    ) -> tuple[GPT | None, torch.optim.Optimizer | dict[str, Any] | None]:
+        """The model with all its parameters, and the optimiser (or its full state), on rank 0;
+        ``(None, None)`` on the others. Under FSDP every rank must call this (it gathers the
+        shards into a second, unsharded copy of the model on rank 0)."""
+        if not self.ddp.sharded:
+            return (self.model, self.opt) if self.ddp.main else (None, None)
+        model_sd, opt_sd = self.ddp.full_state(self.model, self.opt if with_optimizer else None)
+        if model_sd is None:
+            return None, None
+        if self.shadow is None:
+            with torch.random.fork_rng(devices=[]):  # its initialisation is overwritten
+                self.shadow = GPT(self.cfg.model)
+            self.shadow.to(self.plan.device)
+        self.shadow.load_state_dict(model_sd)
+        return self.shadow, opt_sd
 
     def _header(self, resumed: bool) -> dict[str, Any]:
         plan, model = self.plan, self.model
@@ -418,6 +457,8 @@ class _Run:
             "git": git_info(),
             "device": device_info(plan.device),
             "world_size": self.ddp.world,
+            "local_world_size": self.ddp.local_world,
+            "distributed": self.ddp.strategy if self.ddp.world > 1 else None,
             "micro_batch_size": plan.micro,
             "grad_accum": plan.accum,
             "total_steps": plan.total_steps,
@@ -442,10 +483,24 @@ class _Run:
             )
         self.train_step.train()
         self.timer_start, self.timer_tokens = time.perf_counter(), 0
-        with _DeferredInterrupt() as interrupt:
+        # This rank's micro-batches of the steps still to run: the data position is the step.
+        batches = iter(
+            self.plan.data.loader(
+                cfg.optim.batch_size,
+                self.plan.micro,
+                start_step=self.step,
+                stop_step=end,
+                rank=self.ddp.rank,
+                world_size=self.ddp.world,
+                limit=self.plan.limit,
+                num_workers=cfg.run.data_workers,
+                pin_memory=self.plan.device.type == "cuda",
+            )
+        )
+        with _DeferredInterrupt() as interrupt, contextlib.closing(_Closer(batches)):
             while self.step < end and not interrupt.requested:
                 lr = cfg.optim.lr_at(self.step, total)
-                loss, grad_norm = self._optimizer_step(lr)
+                loss, grad_norm = self._optimizer_step(lr, batches)
                 self.step += 1
                 if self.bar is not None:
                     self.bar.update(1)
@@ -466,7 +521,9 @@ class _Run:
         self._close_bar()
         self._finish(interrupt.requested)
 
-    def _optimizer_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _optimizer_step(
+        self, lr: float, batches: Iterator[TrainBatch]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step; returns the step's mean loss and gradient norm (on the device)."""
         cfg, ddp = self.cfg, self.ddp
         for group in self.opt.param_groups:
@@ -474,10 +531,10 @@ class _Run:
         # Dropout randomness as a function of (seed, step, rank): resume-exact.
         torch.manual_seed((cfg.run.seed * 1_000_003 + self.step * ddp.world + ddp.rank) % 2**63)
         normaliser = self.plan.data.step_targets(self.step, cfg.optim.batch_size, self.plan.limit)
-        loss_sum = self._accumulate_gradients(normaliser)
+        loss_sum = self._accumulate_gradients(normaliser, batches)
         ddp.all_reduce_sum(loss_sum)
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = ddp.clip_grad_norm(self.model.parameters(), max_norm)
         loss = loss_sum / max(1, normaliser)
         # Flagged on the device and read at the next log / eval / checkpoint, which always comes
         # before anything is saved: NaN is sticky (it reaches the parameters), so nothing is missed.
@@ -490,21 +547,14 @@ class _Run:
         self.tokens_seen += normaliser
         return loss, grad_norm
 
-    def _accumulate_gradients(self, normaliser: int) -> torch.Tensor:
-        """Forward and backward over this rank's micro-batches; returns their summed loss."""
+    def _accumulate_gradients(self, normaliser: int, batches: Iterator[TrainBatch]) -> torch.Tensor:
+        """Forward and backward over this rank's micro-batches of the step (the next
+        ``accum`` of ``batches``); returns their summed loss."""
         plan, cfg, ddp = self.plan, self.cfg, self.ddp
         loss_sum = torch.zeros((), dtype=torch.float64, device=plan.device)
         amp_dtype = plan.amp or torch.float32
         for j in range(plan.accum):
-            batch = plan.data.batch(
-                self.step,
-                cfg.optim.batch_size,
-                rank=ddp.rank,
-                world_size=ddp.world,
-                micro=j,
-                micro_batch_size=plan.micro,
-                limit=plan.limit,
-            ).to(plan.device)
+            batch = next(batches).to(plan.device)
             with ddp.no_sync(self.train_step, last_micro_step=j == plan.accum - 1):
                 with torch.autocast(plan.device.type, amp_dtype, enabled=plan.amp is not None):
                     loss = self.train_step(
@@ -570,11 +620,12 @@ class _Run:
         """Rank 0 evaluates (every test document if ``final``) and logs; the others wait."""
         report = None
         plan, run = self.plan, self.cfg.run
-        if self.ddp.main:
+        model, _ = self._whole_model(with_optimizer=False)
+        if model is not None:
             if self.bayes is None:
                 self.bayes = bayes_test_code_lengths(plan.corpus, plan.n_train, plan.n_test)
             report = evaluate(
-                self.model,
+                model,
                 plan.corpus,
                 plan.n_train,
                 plan.n_test,
@@ -592,15 +643,14 @@ class _Run:
 
     def _save(self) -> None:
         """Rank 0 writes a checkpoint of the current step; the others wait."""
-        if self.ddp.main:
+        model, opt = self._whole_model(with_optimizer=True)
+        if model is not None and opt is not None:
             state = {
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
                 "total_steps": self.plan.total_steps,
             }
-            path = save_checkpoint(
-                self.run_dir, self.model, self.opt, state, self.cfg.run.keep_checkpoints
-            )
+            path = save_checkpoint(self.run_dir, model, opt, state, self.cfg.run.keep_checkpoints)
             self.log.write({"type": "checkpoint", "step": self.step, "path": str(path)})
             self.last_good = path
         self.ddp.barrier()
@@ -629,6 +679,19 @@ class _Run:
     def close(self) -> None:
         self._close_bar()
         self.log.close()
+
+
+class _Closer:
+    """``close()`` for a DataLoader iterator: stops its worker processes at once (an early
+    stop, an exception) instead of when the iterator is garbage-collected."""
+
+    def __init__(self, iterator: Any) -> None:
+        self.iterator = iterator
+
+    def close(self) -> None:
+        shutdown = getattr(self.iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 class _DeferredInterrupt:
