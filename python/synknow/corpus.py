@@ -88,6 +88,14 @@ class Vocab:
         words = [self.strings[int(t)] for t in tokens if int(t) > 2]
         return " ".join(words).replace(" .", ".").replace(" ,", ",").replace(" 's", "'s")
 
+    def to_hf_tokenizer(self) -> Any:
+        """A Hugging Face fast tokenizer (``transformers.PreTrainedTokenizerFast``) whose ids are
+        this vocabulary's: text of a document encodes to its ids and decodes back
+        (``synknow.hf.to_hf_tokenizer``; needs ``pip install 'synknow[hf]'``)."""
+        from synknow.hf import to_hf_tokenizer
+
+        return to_hf_tokenizer(self)
+
 
 class Corpus:
     """A Syntax-Knowledge corpus: flat token stream plus every latent record
