@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerFast
 
-__all__ = ["to_hf_tokenizer", "evaluate_model", "load_hf_model", "ModelEvaluation", "Score"]
+__all__ = [
+    "to_hf_tokenizer",
+    "evaluate_model",
+    "hf_model_config",
+    "load_hf_model",
+    "ModelEvaluation",
+    "Score",
+]
 
 # Rows of logits turned into float64 statistics at once: bounds the temporaries to ~256 MB.
 _STATS_BYTES = 1 << 28
@@ -318,15 +325,12 @@ def evaluate_model(
 _ROLE_VALUE = ROLE_NAMES.index("value")
 
 
-def load_hf_model(
-    path: str | Path, *, device: str | None = None, vocab_size: int | None = None
-) -> Any:
-    """``AutoModelForCausalLM.from_pretrained(path, local_files_only=True)`` in eval mode, with
-    one-line errors (``synknow eval --hf``); ``vocab_size``, if given, is checked against the
-    model's configuration before the weights are read."""
+def hf_model_config(path: str | Path) -> Any:
+    """The ``transformers`` configuration of the model saved in directory ``path`` (read with
+    ``local_files_only``), with one-line errors; cheap, no weights are read."""
     path = Path(path)
     try:
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoConfig
     except ModuleNotFoundError:
         raise missing("transformers", "a Hugging Face model") from None
     if not path.is_dir():
@@ -334,9 +338,20 @@ def load_hf_model(
     if not (path / "config.json").is_file():
         raise ValueError(f"{path}: no config.json (not a model saved with save_pretrained)")
     try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        return AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: cannot read config.json: {_first_line(e)}") from None
+
+
+def load_hf_model(
+    path: str | Path, *, device: str | None = None, vocab_size: int | None = None
+) -> Any:
+    """``AutoModelForCausalLM.from_pretrained(path, local_files_only=True)`` in eval mode, with
+    one-line errors (``synknow eval --hf``); ``vocab_size``, if given, is checked against the
+    model's configuration before the weights are read."""
+    config = hf_model_config(path)
+    from transformers import AutoModelForCausalLM
+
     model_vocab = getattr(config, "vocab_size", None)
     if vocab_size is not None and model_vocab is not None and model_vocab != vocab_size:
         raise ValueError(
@@ -443,19 +458,22 @@ def _logit_stats(
         t = targets[start : start + rows]
         if torch.isnan(z).any():
             raise ValueError("the model returned NaN logits")
+        z_max, argmax = z.max(dim=-1)
         logp = torch.log_softmax(z.double(), dim=-1)
         p = logp.exp()
-        # Ids of probability 0 (logit -inf) contribute 0 to the entropy, not 0 * -inf = NaN.
-        plogp = torch.where(p > 0, p * logp, torch.zeros_like(p))
-        tied = z == z.max(dim=-1, keepdim=True).values
-        hit = tied.gather(1, t.unsqueeze(1)).squeeze(1)
-        credit = hit.double() / tied.sum(dim=-1).double()
-        credit = torch.where(is_value[start : start + rows].to(credit.device), credit, 0.0)
+        # Ties for the maximum are counted on the value rows only, the rows that get credit.
+        credit = torch.zeros(len(z), dtype=torch.float64, device=z.device)
+        value_rows = torch.nonzero(is_value[start : start + rows].to(z.device)).flatten()
+        if len(value_rows):
+            tied = z[value_rows] == z_max[value_rows, None]
+            hit = tied.gather(1, t[value_rows, None]).squeeze(1)
+            credit[value_rows] = hit.double() / tied.sum(dim=-1).double()
         vals = {
-            "nll_bits": -logp.gather(1, t.unsqueeze(1)).squeeze(1) / math.log(2),
-            "entropy_bits": -plogp.sum(-1) / math.log(2),
-            "max_prob": p.max(-1).values,
-            "argmax": z.argmax(-1),
+            "nll_bits": -logp.gather(1, t[:, None]).squeeze(1) / math.log(2),
+            # entr(0) = 0: ids of probability 0 (logit -inf) add nothing, not 0 * -inf = NaN.
+            "entropy_bits": torch.special.entr(p).sum(-1) / math.log(2),
+            "max_prob": logp.gather(1, argmax[:, None]).squeeze(1).exp(),
+            "argmax": argmax,
             "value_mass": p[:, lo:hi].sum(-1),
             "top_credit": credit,
         }

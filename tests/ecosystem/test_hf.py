@@ -372,6 +372,16 @@ def test_cli_eval_hf_bad_arguments(
     assert "no config.json" in _one_line_error(
         ["eval", "--hf", str(tmp_path / "empty"), str(bios_dir)], capsys
     )
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{")
+    assert "cannot read config.json" in _one_line_error(
+        ["eval", "--hf", str(tmp_path / "bad"), str(bios_dir)], capsys
+    )
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "config.json").write_text((model_dir / "config.json").read_text())
+    assert "cannot load a causal language model" in _one_line_error(
+        ["eval", "--hf", str(tmp_path / "no-weights"), str(bios_dir), "--n-test", "10"], capsys
+    )
     other = tmp_path / "procedural"
     synknow.sample(PRESETS["procedural"], 100, seed=1).save(other)
     assert "vocabulary mismatch" in _one_line_error([*hf, str(other), "--n-test", "10"], capsys)

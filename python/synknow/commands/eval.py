@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--n-test",
         type=int,
+        metavar="N",
         help="with --hf: test documents, the last of the corpus (default: 1000, as training)",
     )
     parser.add_argument("--max-docs", type=int, help="score only the first N test documents")
@@ -96,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_hf(args: argparse.Namespace, device: str) -> int:
     from synknow.corpus import load_corpus
-    from synknow.hf import evaluate_model, load_hf_model
+    from synknow.hf import evaluate_model, hf_model_config, load_hf_model
+    from synknow.train.config import DataConfig
+    from synknow.train.data import check_split
 
     if args.step is not None:
         raise ValueError("--step is for --run (a Hugging Face directory holds one model)")
@@ -107,7 +110,9 @@ def _run_hf(args: argparse.Namespace, device: str) -> int:
         raise ValueError("--hf needs the corpus: synknow eval --hf MODEL_DIR CORPUS_DIR")
     if args.n_test is not None and args.n_test < 1:
         raise ValueError(f"--n-test must be >= 1, got {args.n_test}")
+    hf_model_config(args.hf)  # a missing transformers or a bad directory first, cheaply
     corpus = load_corpus(corpus_dir)
+    check_split(corpus, None, args.n_test or DataConfig.n_test)  # before loading the model
     result = evaluate_model(
         load_hf_model(args.hf, device=device, vocab_size=len(corpus.vocab)),
         corpus,
