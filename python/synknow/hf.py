@@ -273,7 +273,7 @@ def evaluate_model(
         corpus = load_corpus(corpus)
     n_train, n_test = check_split(corpus, n_train, DataConfig.n_test if n_test is None else n_test)
     vocab_size = len(corpus.vocab)
-    fn, model_context, default_device, restore = _as_model_fn(model, vocab_size)
+    fn, model_context, default_device, module = _as_model_fn(model, vocab_size)
     context = context_length if context_length is not None else model_context
     data = EvalData(corpus, n_train, n_test, max_docs=max_docs, context_length=context)
     target_device = torch.device(device or default_device)
@@ -284,7 +284,10 @@ def evaluate_model(
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, total=-(-len(data) // batch_size), desc="eval", unit="batch")
+    was_training = module is not None and module.training
     try:
+        if module is not None:
+            module.eval()
         for batch in batches:
             tokens = batch.tokens.to(target_device)
             lengths = torch.from_numpy(batch.lengths).to(target_device)
@@ -313,7 +316,8 @@ def evaluate_model(
             for k, v in add.items():
                 cols.setdefault(k, []).append(v)
     finally:
-        restore()
+        if module is not None:
+            module.train(was_training)
     tok = {k: np.concatenate(v) for k, v in cols.items()}
     tok["credit"] = np.where(tok["role"] == _ROLE_VALUE, tok.pop("top_credit"), np.nan)
     report = _aggregate(tok, data)
@@ -387,11 +391,9 @@ def _is_transformers_model(model: Any) -> bool:
     return transformers is not None and isinstance(model, transformers.PreTrainedModel)
 
 
-def _as_model_fn(
-    model: Any, vocab_size: int
-) -> tuple[ModelFn, int | None, str, Callable[[], None]]:
-    """``(fn, context length or None, default device, restore)`` for a callable or a
-    transformers model (eval mode until ``restore()``)."""
+def _as_model_fn(model: Any, vocab_size: int) -> tuple[ModelFn, int | None, str, Any]:
+    """``(fn, context length or None, default device, the transformers model or None)`` for a
+    callable or a transformers model."""
     if _is_transformers_model(model):
         config = model.config
         model_vocab = getattr(config, "vocab_size", None)
@@ -400,21 +402,18 @@ def _as_model_fn(
                 f"vocabulary mismatch: the model has vocab_size={model_vocab}, the corpus's "
                 f"vocabulary has {vocab_size} ids"
             )
-        context = getattr(config, "max_position_embeddings", None)
-        was_training = model.training
-        model.eval()
         return (
             lambda ids, attention: model(input_ids=ids, attention_mask=attention).logits,
-            context,
+            getattr(config, "max_position_embeddings", None),
             str(model.device),
-            lambda: model.train(was_training),
+            model,
         )
     if not callable(model):
         raise TypeError(
             f"model must be a callable (ids [B, T] -> logits [B, T, V]) or a transformers "
             f"PreTrainedModel, got {type(model).__name__}"
         )
-    return lambda ids, _: model(ids), None, "cpu", lambda: None
+    return lambda ids, _: model(ids), None, "cpu", None
 
 
 def _checked_logits(out: Any, shape: tuple[int, int], vocab_size: int) -> torch.Tensor:

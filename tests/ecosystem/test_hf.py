@@ -272,8 +272,10 @@ def test_documents_longer_than_the_context_are_refused(bios_dir: Path) -> None:
     torch = _need("torch")
     corpus = synknow.load_corpus(bios_dir)
     v = len(corpus.vocab)
+    model = _tiny_gpt2(v, n_positions=16)
     with pytest.raises(ValueError, match=r"more than the model's context length 16"):
-        synknow.evaluate_model(_tiny_gpt2(v, n_positions=16), corpus, n_test=10, bayes=False)
+        synknow.evaluate_model(model, corpus, n_test=10, bayes=False)
+    assert model.training, "the model's mode is left as it was"
     with pytest.raises(ValueError, match=r"more than the model's context length 8"):
         synknow.evaluate_model(
             lambda ids: torch.zeros(*ids.shape, v), corpus, n_test=10, context_length=8
