@@ -21,6 +21,7 @@ from synknow.codelength import (
 )
 from synknow.config import SyntaxKnowledgeConfig
 from synknow.corpus import ROLE_NAMES, Corpus, CorpusError, Vocab, generate, load_corpus, sample
+from synknow.hf import evaluate_model
 from synknow.structure import StructureFunction, structure_function
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "closed_form_per_doc",
     "closed_form_total",
     "code_lengths",
+    "evaluate_model",
     "structure_function",
     "theory",
 ]

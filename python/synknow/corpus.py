@@ -12,12 +12,15 @@ import stat
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from synknow import _core, fsutil
 from synknow.config import SyntaxKnowledgeConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 __all__ = ["Corpus", "CorpusError", "Vocab", "load_corpus", "sample", "generate", "ROLE_NAMES"]
 
@@ -87,6 +90,14 @@ class Vocab:
             )
         words = [self.strings[int(t)] for t in tokens if int(t) > 2]
         return " ".join(words).replace(" .", ".").replace(" ,", ",").replace(" 's", "'s")
+
+    def to_hf_tokenizer(self) -> PreTrainedTokenizerFast:
+        """A Hugging Face fast tokenizer (``transformers.PreTrainedTokenizerFast``) whose ids are
+        this vocabulary's: text of a document encodes to its ids and decodes back
+        (``synknow.hf.to_hf_tokenizer``; needs ``pip install 'synknow[hf]'``)."""
+        from synknow.hf import to_hf_tokenizer
+
+        return to_hf_tokenizer(self)
 
 
 class Corpus:

@@ -1,8 +1,9 @@
 """Optional dependencies: which extra brings each, and the one error for a missing one.
 
-Every place that needs an optional package (figures, training, Parquet export) raises
-:class:`MissingDependencyError`, whose message names the ``pip install 'synknow[EXTRA]'`` line;
-the CLI prints it as one line, and maps any other missing optional import the same way.
+Every place that needs an optional package (figures, training, Parquet export, the Hugging Face
+bridge) raises :class:`MissingDependencyError`, whose message names the
+``pip install 'synknow[EXTRA]'`` line; the CLI prints it as one line, and maps any other missing
+optional import the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ EXTRAS = {
     "triton": "train",
     "matplotlib": "plot",
     "pyarrow": "export",
+    "tokenizers": "hf",
+    "transformers": "hf",
 }
 
 

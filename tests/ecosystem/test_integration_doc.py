@@ -32,8 +32,9 @@ def _script() -> str:
 @pytest.mark.slow
 def test_integration_doc_blocks_run(tmp_path: Path) -> None:
     pytest.importorskip("torch")
+    pytest.importorskip("transformers", reason="the Hugging Face section needs synknow[hf]")
     script = _script()
-    assert script.count("subprocess.run(") == 2 and "GeneratedDocuments" in script
+    assert script.count("subprocess.run(") == 3 and "GeneratedDocuments" in script
     (tmp_path / "doc.py").write_text(script, encoding="utf-8")
     r = subprocess.run(
         [sys.executable, "doc.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600
@@ -41,3 +42,5 @@ def test_integration_doc_blocks_run(tmp_path: Path) -> None:
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     assert (tmp_path / "nanogpt-bios" / "meta.json").is_file()
     assert len((tmp_path / "first-100.jsonl").read_text().splitlines()) == 100
+    assert (tmp_path / "tiny-gpt2" / "tokenizer.json").is_file()
+    assert "Bayes" in r.stdout and "value" in r.stdout
