@@ -399,9 +399,9 @@ _SMALL_KNOWLEDGE_DOC = 50
 _CPU_SMALL = Preset(
     name="cpu-small",
     description=(
-        "~35 min on 2 CPU cores with E1 in a second process (~55 min in one): E2 with capacity "
-        "that binds on paper (5 sizes of 1.6k-11k parameters, 1-4 layers, 3 seeds, a "
-        "learning-rate sweep), E1 with 3 seeds at every alpha"
+        "25 min on 2 CPU cores with E1 in a second process (measured: E1 20 min beside E2-E6 "
+        "25 min; ~45 min in one process): E2 with capacity that binds on paper (5 sizes of "
+        "1.6k-11k parameters, 1-4 layers, 3 seeds, a learning-rate sweep), E1 with 3 seeds"
     ),
     corpus=_SMALL_KNOWLEDGE_CORPUS,
     base=BaseSweep(
