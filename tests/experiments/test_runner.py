@@ -190,3 +190,25 @@ def test_resume_removes_temporaries_of_killed_runs(tmp_path: Path, capsys) -> No
     prepare_output(out, get_preset("micro"), resume=True)
     assert not stale.exists() and keep.exists()
     assert str(stale) in capsys.readouterr().err
+
+
+def test_learning_rate_sweep_runs_once_for_every_seed(tmp_path: Path) -> None:
+    # The sweep picks a rate per size on the preset's seed; a repeat on another seed reuses that
+    # choice instead of sweeping again (three seeds would otherwise triple the sweep's cost).
+    import dataclasses
+
+    from synknow.experiments.common import model_sweep
+
+    micro = get_preset("micro")
+    base = dataclasses.replace(
+        micro.base, models=micro.base.models[:1], lr_sweep=(1e-3, 1e-2), lr_sweep_epochs=1
+    )
+    preset = dataclasses.replace(micro, base=base)
+    ctx = ExperimentContext(tmp_path, "model-scaling", preset, progress=False)
+    first = model_sweep(ctx, preset.seed, "base")
+    repeat = model_sweep(ctx, preset.seed + 1, "repeat")
+    sweeps = sorted(p.name for p in (tmp_path / "shared" / "runs").glob("lr-*"))
+    assert sweeps == [f"lr-d8-{lr}-seed{preset.seed}" for lr in ("0.001", "0.01")]
+    name = base.models[0].name
+    assert repeat[name]["lr"] == first[name]["lr"]
+    assert repeat[name]["lr_sweep"] == first[name]["lr_sweep"]

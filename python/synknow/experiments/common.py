@@ -313,9 +313,10 @@ def model_sweep(
     only: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every base model size (or only the one named ``only``) trained on the base corpus of
-    ``seed`` with its chosen learning rate (:func:`choose_lr`) for ``epochs_factor`` times the
-    preset's epochs; shared runs ``<prefix>-<model>``. ``base_runs`` is the sweep of the
-    preset's seed; E2 adds repeats on other seeds and a longer run to check saturation."""
+    ``seed`` with its chosen learning rate (:func:`choose_lr`, swept once on the preset's seed
+    for all seeds) for ``epochs_factor`` times the preset's epochs; shared runs
+    ``<prefix>-<model>``. ``base_runs`` is the sweep of the preset's seed; E2 adds repeats on
+    other seeds and a longer run to check saturation."""
     import dataclasses
 
     from synknow.experiments.probes import fact_probes, probe_model
@@ -357,7 +358,9 @@ def model_sweep(
                 "probes": probe_model(model, probes),
             }
 
-        lr, sweep = choose_lr(ctx, spec, corpus, seed=seed)
+        # One sweep per size, on the preset's seed, serves every seed: the repeats share the
+        # corpus distribution, and a sweep per seed would triple its cost for no new choice.
+        lr, sweep = choose_lr(ctx, spec, base_corpus(ctx), seed=ctx.preset.seed)
         tspec = dataclasses.replace(b.train, lr=lr, epochs=b.train.epochs * epochs_factor)
 
         def fn(
