@@ -206,7 +206,13 @@ fn generate_part_to_dir(
             &c, n_docs, part, parts, shard_docs, threads, &path, overwrite, report,
         )
     })?;
-    Ok((s.first_doc, s.n_docs, s.n_tokens, s.first_entity, s.n_entities))
+    Ok((
+        s.first_doc,
+        s.n_docs,
+        s.n_tokens,
+        s.first_entity,
+        s.n_entities,
+    ))
 }
 
 /// Joins corpus parts (any order) into the corpus directory `path`, byte-identical to the
@@ -328,9 +334,7 @@ impl PySampler {
         #[pyo3(from_py_with = args::threads)] threads: Option<usize>,
     ) -> PyResult<Self> {
         let c = parse_config(config_json)?;
-        let inner = py
-            .detach(|| Sampler::new(&c, start))
-            .map_err(config_err)?;
+        let inner = py.detach(|| Sampler::new(&c, start)).map_err(config_err)?;
         let mut s = PySampler {
             inner: Some(inner),
             threads,

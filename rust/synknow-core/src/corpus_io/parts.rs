@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{
-    as_bytes, flatten_theta, gigabytes, manifest, npy_header,
-    total_memory_bytes, write_json, write_whole_array, ArrayData, NpyWriter, Staging,
-    StreamNeeds, StreamSummary, FORMAT_VERSION, MAX_MANIFEST_BYTES, NPY_HEADER_LEN,
+    as_bytes, flatten_theta, gigabytes, manifest, npy_header, total_memory_bytes, write_json,
+    write_whole_array, ArrayData, NpyWriter, Staging, StreamNeeds, StreamSummary, FORMAT_VERSION,
+    MAX_MANIFEST_BYTES, NPY_HEADER_LEN,
 };
 use crate::config::Config;
 use crate::error::CorpusError;
@@ -353,7 +353,9 @@ impl Part {
 /// Checks that `parts` are every part of one corpus, once each; returns them in order.
 fn check_parts(mut parts: Vec<Part>) -> Result<Vec<Part>, CorpusError> {
     let Some(first) = parts.first() else {
-        return Err(CorpusError::Argument("merge needs at least one part".into()));
+        return Err(CorpusError::Argument(
+            "merge needs at least one part".into(),
+        ));
     };
     for p in &parts[1..] {
         if p.config_hash != first.config_hash {
@@ -449,9 +451,15 @@ fn check_parts(mut parts: Vec<Part>) -> Result<Vec<Part>, CorpusError> {
 enum Pass<'a> {
     Copy,
     /// Document offsets: the first (0) dropped, the rest shifted by the tokens before the part.
-    Offsets { base: u64, n_tokens: u64 },
+    Offsets {
+        base: u64,
+        n_tokens: u64,
+    },
     /// Document entities: checked to be below the part's last entity, and counted.
-    Entities { end: u64, counts: &'a mut [u64] },
+    Entities {
+        end: u64,
+        counts: &'a mut [u64],
+    },
 }
 
 /// Streams the data of one part array into `out`, checking header, size and hash.
@@ -471,7 +479,10 @@ fn copy_array(
         .ok_or_else(|| corrupt(dir, format!("manifest.json has no entry for '{name}'")))?;
     let file = format!("{name}.npy");
     if entry.get("file").and_then(Value::as_str) != Some(file.as_str()) {
-        return Err(corrupt(dir, format!("manifest entry '{name}' must name {file}")));
+        return Err(corrupt(
+            dir,
+            format!("manifest entry '{name}' must name {file}"),
+        ));
     }
     let want_shape: Vec<Value> = shape.iter().map(|&s| json!(s)).collect();
     if entry.get("dtype").and_then(Value::as_str) != Some(dtype)
@@ -622,7 +633,10 @@ pub fn merge_parts(
         .iter()
         .map(|(name, _, item, row, rows)| {
             let item = if *name == "tokens" { token_item } else { *item };
-            parts.iter().map(|p| bytes_of(item, row, rows(&p.summary))).sum::<u64>()
+            parts
+                .iter()
+                .map(|p| bytes_of(item, row, rows(&p.summary)))
+                .sum::<u64>()
         })
         .sum();
     let needed = total_bytes as f64
@@ -700,7 +714,13 @@ pub fn merge_parts(
         &json!(grammar.vocab_strings()),
     )?;
     let arrays: serde_json::Map<String, Value> = entries.into_iter().collect();
-    let m = manifest(&grammar, n_docs, n_tokens, n_entities, Value::Object(arrays));
+    let m = manifest(
+        &grammar,
+        n_docs,
+        n_tokens,
+        n_entities,
+        Value::Object(arrays),
+    );
     write_json(&staging.tmp.join("manifest.json"), &m)?;
     staging.commit()?;
     Ok(StreamSummary {
