@@ -26,6 +26,7 @@ date, git commit) under ``benches/results/sampler-<utc-time>.json``.
     python benches/bench_sampler.py                 # everything (about a minute)
     python benches/bench_sampler.py --quick         # small sizes, no streaming, no cargo
     python benches/bench_sampler.py --stream-tokens 2e8 --docs 500000
+    python benches/bench_sampler.py --on-the-fly    # only the on-the-fly stream, per worker
 """
 
 from __future__ import annotations
@@ -461,6 +462,44 @@ def first_call(n_docs: int, threads: int) -> dict[str, float]:
     return {"best_s": best["seconds"], "best_mtok_s": best["tokens"] / best["seconds"] / 1e6}
 
 
+def on_the_fly(n_docs: int) -> dict[str, Any]:
+    """Tokens/s of one worker of the on-the-fly stream (one sampler thread): the fast-forward
+    (entities only), ``synknow.Sampler`` batches, and ``synknow.torch.GeneratedDocuments``
+    iterated in-process as one shard, as shard 0 of 4, and from a late start."""
+    cfg = synknow.presets.bios(seed=1)
+    out: dict[str, Any] = {"n_docs": n_docs}
+    t0 = time.perf_counter()
+    synknow.Sampler(cfg, start=n_docs, threads=1)
+    out["skip_ns_per_doc"] = (time.perf_counter() - t0) / n_docs * 1e9
+    s = synknow.Sampler(cfg, threads=1)
+    t0 = time.perf_counter()
+    tokens = sum(len(s.next_batch(16_384).tokens) for _ in range(-(-n_docs // 16_384)))
+    out["sampler_tokens_per_s"] = tokens / (time.perf_counter() - t0)
+    try:
+        from synknow.torch import GeneratedDocuments
+    except ImportError:
+        return out
+    for label, kwargs in [
+        ("one_shard", {"rank": 0, "world_size": 1, "start": 0}),
+        ("shard_0_of_4", {"rank": 0, "world_size": 4, "start": 0}),
+        ("start_at_n", {"rank": 0, "world_size": 1, "start": n_docs}),
+    ]:
+        ds = GeneratedDocuments(cfg, stop=kwargs["start"] + n_docs, **kwargs)
+        t0 = time.perf_counter()
+        tokens = sum(len(item["tokens"]) for item in ds)
+        out[f"dataset_{label}_tokens_per_s"] = tokens / (time.perf_counter() - t0)
+    return out
+
+
+class _OnTheFly(argparse.Action):
+    """``--on-the-fly``: measures, prints and exits, apart from the full run."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for key, value in on_the_fly(int(values)).items():
+            print(f"{key}: {value:,.0f}")
+        parser.exit(0)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--docs", type=int, default=200_000, help="bios documents per run (200000)")
@@ -470,6 +509,16 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="small sizes, no streaming, no cargo")
     p.add_argument("--no-cargo", action="store_true", help="skip the Rust stage profile")
     p.add_argument("--out", default=None, help="JSON path (default benches/results/...)")
+    p.add_argument(
+        "--on-the-fly",
+        type=int,
+        nargs="?",
+        const=200_000,
+        default=None,
+        metavar="N",
+        action=_OnTheFly,
+        help="only measure the on-the-fly stream per worker over N documents (200000) and exit",
+    )
     args = p.parse_args()
     if args.quick:
         args.docs, args.repeats, args.reference_docs, args.stream_tokens = 20_000, 5, 300, 0

@@ -22,6 +22,7 @@ from synknow.codelength import (
 from synknow.config import SyntaxKnowledgeConfig
 from synknow.corpus import ROLE_NAMES, Corpus, CorpusError, Vocab, generate, load_corpus, sample
 from synknow.hf import evaluate_model
+from synknow.stream import Sampler
 from synknow.structure import StructureFunction, structure_function
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Corpus",
     "CorpusError",
     "ROLE_NAMES",
+    "Sampler",
     "SyntaxKnowledgeConfig",
     "Vocab",
     "generate",

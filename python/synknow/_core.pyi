@@ -1,12 +1,13 @@
 # Hand-written stubs for the Rust extension synknow._core (rust/synknow-py).
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
     "CorpusError",
+    "Sampler",
     "__version__",
     "bayes_curve",
     "capacity_limited_loss",
@@ -22,8 +23,10 @@ __all__ = [
     "expected_entity_entropy",
     "expected_new_probability",
     "expected_new_probability_asymptotic",
+    "generate_part_to_dir",
     "generate_to_dir",
     "grammar_info",
+    "merge_parts",
     "predictive_distributions",
     "sample",
     "save_arrays",
@@ -59,6 +62,37 @@ def generate_to_dir(
     overwrite: bool = False,
     progress: Callable[[int, int], object] | None = None,
 ) -> tuple[int, int, int]: ...
+def generate_part_to_dir(
+    config_json: str,
+    n_docs: int,
+    part: int,
+    parts: int,
+    path: str,
+    shard_docs: int = 1_000_000,
+    threads: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], object] | None = None,
+) -> tuple[int, int, int, int, int]: ...
+def merge_parts(
+    part_dirs: list[str],
+    path: str,
+    overwrite: bool = False,
+    progress: Callable[[int, int], object] | None = None,
+) -> tuple[int, int, int]: ...
+
+@final
+class Sampler:
+    """A streaming sampler: the documents of ``sample(config, n)`` batch after batch."""
+
+    def __new__(cls, config_json: str, start: int = 0, threads: int | None = None) -> Sampler: ...
+    @property
+    def n_docs(self) -> int: ...
+    @property
+    def n_entities(self) -> int: ...
+    def skip(self, n_docs: int) -> None: ...
+    def next_batch(self, n_docs: int, stride: int = 1) -> dict[str, Any]: ...
+    def entities(self) -> dict[str, np.ndarray]: ...
+
 def xxh3_64(data: npt.NDArray[np.uint8]) -> str: ...
 def expected_entities(n: float, alpha: float, beta: float) -> float: ...
 

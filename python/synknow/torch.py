@@ -29,8 +29,9 @@ except ModuleNotFoundError as e:  # pragma: no cover - exercised in an environme
     raise ImportError(f"synknow.torch needs torch ({e}): pip install 'synknow[train]'") from None
 
 from synknow.config import SyntaxKnowledgeConfig
-from synknow.corpus import Corpus, load_corpus, sample
+from synknow.corpus import Corpus, load_corpus
 from synknow.export import npy_data_offset, npy_memmap
+from synknow.stream import Sampler
 from synknow.tokens import IGNORE, PAD
 
 __all__ = [
@@ -173,12 +174,12 @@ class GeneratedDocuments(IterableDataset):
     exactly with ``start`` = last index seen + 1. ``rank``/``world_size`` default to
     ``torch.distributed``'s when it is initialised.
 
-    The Rust sampler's incremental ``next_batch`` is not exposed to Python, so a shard samples
-    nested prefixes of the corpus (``chunk_docs`` documents first, then doubling), relying on
-    document ``i`` being identical for every corpus length: total work stays linear in the last
-    index reached, but every shard does all of it and holds that prefix in memory (about 3
-    bytes per token plus the latent records). For streams of more than ~10^7 documents,
-    ``synknow.generate`` a corpus to disk (bounded memory) and use :class:`CorpusWindows`.
+    Every shard runs a :class:`synknow.Sampler`: it starts at its first document by drawing
+    only the entities of the documents before it (tens of nanoseconds each, no tokens), then
+    renders ``chunk_docs`` of its own documents per call, ``S`` apart, the documents between
+    taking only their entity draw. So a shard renders only its own documents, resuming at a
+    late ``start`` does not re-render the prefix, and a shard holds 4 bytes per document
+    drawn plus the entity table and one chunk in memory.
     """
 
     def __init__(
@@ -223,25 +224,31 @@ class GeneratedDocuments(IterableDataset):
         shard, shards = self.shard()
         # First index >= start that belongs to this shard.
         index = self.start + (shard - self.start) % shards
-        corpus: Corpus | None = None
-        have = 0
+        if self.stop is not None and index >= self.stop:
+            return
+        sampler = Sampler(self.config, start=index, threads=self.threads)
         while self.stop is None or index < self.stop:
-            if index >= have:
-                want = max(2 * have, index + self.chunk_docs)
-                if self.stop is not None:
-                    want = min(want, self.stop)
-                corpus = None  # release the previous prefix before sampling the next
-                corpus = sample(self.config, want, threads=self.threads)
-                have = want
-            assert corpus is not None
-            lo, hi = int(corpus.doc_offsets[index]), int(corpus.doc_offsets[index + 1])
-            yield {
-                "index": index,
-                "entity": int(corpus.doc_entity[index]),
-                "tokens": torch.from_numpy(np.asarray(corpus.tokens[lo:hi], dtype=np.int64)),
-                "roles": torch.from_numpy(np.array(corpus.roles[lo:hi])),
-            }
-            index += shards
+            n = self.chunk_docs
+            if self.stop is not None:
+                n = min(n, -(-(self.stop - index) // shards))
+            # The documents between the previous batch's last and this shard's next.
+            sampler.skip(index - sampler.n_docs)
+            batch = sampler.next_batch(n, stride=shards)
+            # One split per batch into numpy views, each its own tensor (a DataLoader worker
+            # then ships each document alone, not the batch's storage with every document).
+            cuts = batch.doc_offsets[1:-1]
+            tokens = np.split(batch.tokens.astype(np.int64), cuts)
+            roles = np.split(batch.roles, cuts)
+            for j, (doc_tokens, doc_roles, entity) in enumerate(
+                zip(tokens, roles, batch.doc_entity.tolist(), strict=True)
+            ):
+                yield {
+                    "index": index + j * shards,
+                    "entity": entity,
+                    "tokens": torch.from_numpy(doc_tokens),
+                    "roles": torch.from_numpy(doc_roles),
+                }
+            index += n * shards
 
 
 def collate_documents(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:

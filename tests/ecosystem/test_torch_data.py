@@ -35,7 +35,7 @@ def _same_as_sample(items: list[dict], corpus: synknow.Corpus) -> None:
 
 
 def test_stream_is_synknow_sample() -> None:
-    # chunk_docs=37 forces several nested re-samplings (37, 74, 148, 296, 300).
+    # chunk_docs=37: eight batches, the last one short.
     items = list(GeneratedDocuments(CFG, seed=5, stop=300, chunk_docs=37))
     assert [it["index"] for it in items] == list(range(300))
     _same_as_sample(items, synknow.sample(CFG, 1000, seed=5))
@@ -67,6 +67,31 @@ def test_resume_from_an_index_continues_the_stream() -> None:
     assert [it["index"] for it in resumed] == list(range(137, 250))
     for a, b in zip(full[137:], resumed, strict=True):
         assert torch.equal(a["tokens"], b["tokens"]) and a["entity"] == b["entity"]
+
+
+def test_a_late_shard_renders_its_documents_only(monkeypatch) -> None:
+    # Counted, not timed: the sampler renders exactly the documents the shard yields, none of
+    # the 40,000 before its start and none of the other shards'.
+    import synknow.torch as synknow_torch
+
+    rendered: list[int] = []
+
+    class Counting(synknow_torch.Sampler):
+        def next_batch(self, n_docs: int, stride: int = 1) -> synknow.stream.DocumentBatch:
+            batch = super().next_batch(n_docs, stride)
+            rendered.extend(batch.indices.tolist())
+            return batch
+
+    monkeypatch.setattr(synknow_torch, "Sampler", Counting)
+    ds = GeneratedDocuments(CFG, seed=3, start=40_000, stop=40_090, rank=1, world_size=3)
+    items = list(GeneratedDocuments(CFG, seed=3, start=40_000, stop=40_090, chunk_docs=7))
+    mine = list(ds)
+    assert [it["index"] for it in mine] == list(range(40_000, 40_090, 3))
+    assert rendered == list(range(40_000, 40_090)) + [it["index"] for it in mine]
+    _same_as_sample(items, synknow.sample(CFG, 40_090, seed=3))
+    by_index = {it["index"]: it for it in items}
+    for it in mine:
+        assert torch.equal(it["tokens"], by_index[it["index"]]["tokens"])
 
 
 def test_collate_pads_and_masks() -> None:

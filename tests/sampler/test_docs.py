@@ -51,7 +51,16 @@ def test_cli_examples_run(tmp_path: Path, monkeypatch, capsys) -> None:
     assert (tmp_path / "report" / "README.md").exists()
 
 
-@pytest.mark.parametrize("module", ["synknow.stats", "synknow.plots", "synknow.commands.generate"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "synknow.stats",
+        "synknow.plots",
+        "synknow.commands.generate",
+        "synknow.parts",
+        "synknow.stream",
+    ],
+)
 def test_docstring_examples_run(module: str) -> None:
     import doctest
     import importlib

@@ -10,6 +10,13 @@ the entity table plus one shard, and the directory appears only when complete. B
 is written, the expected size is checked against the free disk space. An existing ``--out`` is
 never replaced without ``--overwrite``, and ``--overwrite`` only replaces a synknow corpus.
 Staging directories left by killed runs in the same parent directory are removed (and named).
+
+On several machines, ``--part I/N`` writes part I of N of the same corpus (a contiguous range of
+documents) and ``synknow merge`` joins the N parts into the corpus one machine would write, byte
+for byte (docs/corpus-format.md#parts):
+
+    synknow generate --docs 3000000 --seed 1 --part 2/3 --out part2    # on machine 2, ...
+    synknow merge part1 part2 part3 corpus
 """
 
 from __future__ import annotations
@@ -54,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1_000_000,
         metavar="N",
         help="documents per shard kept in memory (default: 1000000)",
+    )
+    p.add_argument(
+        "--part",
+        default=None,
+        metavar="I/N",
+        help="write only part I of N of the corpus (join the parts with synknow merge)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing corpus directory (atomically)"
@@ -109,12 +122,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.shard_docs < 1:
         raise ValueError(f"--shard-docs must be >= 1, got {args.shard_docs}")
+    part = None
+    if args.part is not None:
+        from synknow.parts import parse_part, part_range
+
+        try:
+            part = parse_part(args.part)
+        except ValueError:
+            raise ValueError(
+                f"--part must be I/N with integers 1 <= I <= N (e.g. 2/3), got {args.part!r}"
+            ) from None
+        part_range(args.docs, part)
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
     for line in remove_stale_staging(out):
         print(f"synknow generate: {line}", file=sys.stderr)
     t0 = time.perf_counter()
+    if part is not None:
+        return _run_part(args, config, part, out, t0)
     synknow.generate(
         config,
         args.docs,
@@ -131,5 +157,37 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {out}: {corpus.n_docs:,} documents, {corpus.n_tokens:,} tokens, "
         f"{corpus.n_entities:,} entities, {size / 1e6:,.1f} MB in {seconds:.2f} s "
         f"({corpus.n_tokens / max(seconds, 1e-9) / 1e6:,.0f} M tokens/s)"
+    )
+    return 0
+
+
+def _run_part(
+    args: argparse.Namespace,
+    config: SyntaxKnowledgeConfig,
+    part: tuple[int, int],
+    out: Path,
+    t0: float,
+) -> int:
+    import json
+
+    from synknow.parts import generate_part
+
+    generate_part(
+        config,
+        args.docs,
+        part,
+        out,
+        shard_docs=args.shard_docs,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - t0
+    m = json.loads((out / "manifest.json").read_text())
+    lo, n = m["first_doc"], m["n_docs"]
+    print(
+        f"wrote part {part[0]}/{part[1]} of {args.docs:,} documents to {out}: documents "
+        f"[{lo:,}, {lo + n:,}), {m['n_tokens']:,} tokens, {m['n_entities']:,} new entities in "
+        f"{seconds:.2f} s; join all {part[1]} parts with: synknow merge PART_DIRS... OUT"
     )
     return 0

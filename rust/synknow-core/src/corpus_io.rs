@@ -21,6 +21,10 @@ use crate::grammar::Grammar;
 use crate::sampler::{needs_u32, Batch, Corpus, Entities, Sampler, TokenWord, Tokens};
 use crate::theory::expected_entities_fast;
 
+mod parts;
+
+pub use parts::{generate_part_to_dir, merge_parts, part_range, PartSummary, PART_FORMAT};
+
 pub const FORMAT: &str = "synknow-corpus";
 pub const FORMAT_VERSION: u64 = 1;
 /// Fixed `.npy` header size, so a streamed file's header can be rewritten in place.
@@ -408,7 +412,10 @@ fn corpus_files(dir: &Path) -> Result<Vec<String>, String> {
         .map_err(|e| format!("its manifest.json cannot be read ({e})"))?;
     let manifest: Value = serde_json::from_str(&text)
         .map_err(|_| "its manifest.json is not valid JSON".to_string())?;
-    if manifest.get("format").and_then(Value::as_str) != Some(FORMAT) {
+    if !matches!(
+        manifest.get("format").and_then(Value::as_str),
+        Some(FORMAT | parts::PART_FORMAT)
+    ) {
         return Err("its manifest.json is not a synknow corpus manifest".into());
     }
     let arrays = manifest

@@ -59,8 +59,9 @@ pub use config::{
     MAX_TEMPLATE_TOKENS, MAX_TOTAL_TEMPLATES, MAX_VALUE_TABLE, MAX_VOCAB, TEMPLATE_PRIOR_RANGE,
 };
 pub use corpus_io::{
-    flatten_theta, generate_to_dir, hash_bytes, save_corpus, write_arrays, ArrayData,
-    StreamSummary, FORMAT, FORMAT_VERSION,
+    flatten_theta, generate_part_to_dir, generate_to_dir, hash_bytes, merge_parts, part_range,
+    save_corpus, write_arrays, ArrayData, PartSummary, StreamSummary, FORMAT, FORMAT_VERSION,
+    PART_FORMAT,
 };
 pub use error::{ConfigError, CorpusError};
 pub use grammar::{

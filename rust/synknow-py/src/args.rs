@@ -96,5 +96,9 @@ named! {
     n_test: usize = index("n_test");
     checkpoints: Vec<u64> = counts("checkpoints");
     n: u64 = count("n");
+    start: u64 = count("start");
+    stride: u64 = count("stride");
+    part: u64 = count("part");
+    parts: u64 = count("parts");
     c: u64 = count("c");
 }

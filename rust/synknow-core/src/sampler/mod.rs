@@ -131,10 +131,15 @@ impl Entities {
 }
 
 /// One batch of rendered documents (a whole in-memory corpus, or one shard of a stream).
+///
+/// Document `j` of the batch is document `first_doc + j * stride` of the corpus (`stride` is 1
+/// except for [`Sampler::next_batch_strided`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch<T> {
     /// Index of the first document of the batch in the corpus.
     pub first_doc: u64,
+    /// Corpus index step between consecutive documents of the batch.
+    pub stride: u64,
     pub tokens: Vec<T>,
     pub roles: Vec<u8>,
     /// `n + 1` offsets into `tokens`, starting at 0 (relative to the batch).
@@ -233,30 +238,38 @@ fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
 /// `1/PIECES` of the batch, each beside the render of the documents already drawn.
 const PIECES: usize = 8;
 
+/// The name supply rule `U >= 100 E[K_N]` for `n_docs` documents
+/// (docs/model.md#configuration); returns `E[K_N]`.
+fn check_name_supply(config: &Config, n_docs: u64) -> Result<f64, ConfigError> {
+    let u = config.name_space();
+    if u > MAX_NAME_SPACE {
+        return Err(ConfigError::field(
+            "name_parts",
+            format!("the product of the list sizes ({u:e}) must stay below {MAX_NAME_SPACE:e}"),
+        ));
+    }
+    let expected = expected_entities_fast(n_docs as f64, config.alpha, config.beta);
+    if u < 100.0 * expected {
+        return Err(ConfigError::field(
+            "name_parts",
+            format!(
+                "too few names: U = prod(name_parts) = {u} but {n_docs} documents need \
+                 U >= 100 * E[K_N] = {:.0} (docs/model.md#configuration); enlarge name_parts \
+                 or draw fewer documents",
+                100.0 * expected
+            ),
+        ));
+    }
+    Ok(expected)
+}
+
 impl Sampler {
     /// A sampler that will draw up to `planned_docs` documents; the configuration is validated,
     /// including the name supply `U >= 100 E[K_N]` (docs/model.md#configuration).
     pub fn new(config: &Config, planned_docs: u64) -> Result<Self, ConfigError> {
         let grammar = Grammar::new(config)?;
+        let expected = check_name_supply(config, planned_docs)?;
         let u = config.name_space();
-        if u > MAX_NAME_SPACE {
-            return Err(ConfigError::field(
-                "name_parts",
-                format!("the product of the list sizes ({u:e}) must stay below {MAX_NAME_SPACE:e}"),
-            ));
-        }
-        let expected = expected_entities_fast(planned_docs as f64, config.alpha, config.beta);
-        if u < 100.0 * expected {
-            return Err(ConfigError::field(
-                "name_parts",
-                format!(
-                    "too few names: U = prod(name_parts) = {u} but {planned_docs} documents need \
-                     U >= 100 * E[K_N] = {:.0} (docs/model.md#configuration); enlarge name_parts \
-                     or draw fewer documents",
-                    100.0 * expected
-                ),
-            ));
-        }
         let theta = draw_theta(config);
         let law = DocumentLaw::new(&grammar, &theta, config.seed);
         Ok(Sampler {
@@ -283,6 +296,52 @@ impl Sampler {
         self.z.len() as u64
     }
 
+    /// Checks the name supply rule for a corpus of `n_docs` documents, the check
+    /// [`Sampler::new`] made for its `planned_docs`: a stream that outgrows its plan calls this
+    /// to refuse exactly what [`sample`] would refuse.
+    pub fn check_planned(&self, n_docs: u64) -> Result<(), ConfigError> {
+        check_name_supply(&self.grammar.config, n_docs).map(|_| ())
+    }
+
+    /// Draws the entities of the next `n` documents without rendering them, so that the next
+    /// batch starts at document `n_docs() + n`. Only the sequential CRP stage runs (the records
+    /// and tokens of a document depend on its index alone): tens of nanoseconds and 4 bytes of
+    /// memory per document, some thirty times less time than rendering it.
+    ///
+    /// On error the sampler must be discarded, as after [`next_batch`](Self::next_batch).
+    pub fn skip(&mut self, n: u64) -> Result<(), CorpusError> {
+        let n = usize::try_from(n)
+            .map_err(|_| CorpusError::Argument(format!("cannot skip {n} documents")))?;
+        self.z
+            .try_reserve(n)
+            .map_err(|_| too_large(n.saturating_mul(4), "the CRP's document-entity table"))?;
+        let Sampler {
+            grammar,
+            entity_key,
+            crp_rng,
+            z,
+            entities,
+            used_names,
+            name_space,
+            ..
+        } = self;
+        let mut crp = Crp {
+            grammar,
+            entity_key: *entity_key,
+            rng: crp_rng,
+            z,
+            counts: &mut entities.counts,
+            first_doc: &mut entities.first_doc,
+            used_names,
+            name_space: *name_space,
+            new_names: Vec::new(),
+            new_values: Vec::new(),
+        };
+        crp.draw(n)?;
+        crp.flush(&mut entities.names, &mut entities.values);
+        Ok(())
+    }
+
     /// Stage timings of the last [`next_batch`](Self::next_batch) call.
     pub fn stage_times(&self) -> StageTimes {
         self.times
@@ -297,16 +356,34 @@ impl Sampler {
         n: usize,
         threads: Option<usize>,
     ) -> Result<Batch<T>, CorpusError> {
+        self.next_batch_strided(n, 1, threads)
+    }
+
+    /// Renders `n` documents `stride` apart: documents `f, f + stride, ..., f + (n - 1) * stride`
+    /// where `f = n_docs()`, leaving the sampler just after the last of them. The documents in
+    /// between only take their CRP draw (as in [`skip`](Self::skip)), so one of `S` shards of a
+    /// stream that interleaves documents by index renders only its own. Each document is the
+    /// one [`next_batch`](Self::next_batch) would render at its index.
+    pub fn next_batch_strided<T: TokenWord>(
+        &mut self,
+        n: usize,
+        stride: usize,
+        threads: Option<usize>,
+    ) -> Result<Batch<T>, CorpusError> {
+        if stride == 0 {
+            return Err(CorpusError::Argument("stride must be >= 1".into()));
+        }
         if self.law.max_template_len <= NARROW {
-            self.batch_with::<T, NARROW>(n, threads)
+            self.batch_with::<T, NARROW>(n, stride, threads)
         } else {
-            self.batch_with::<T, WIDE>(n, threads)
+            self.batch_with::<T, WIDE>(n, stride, threads)
         }
     }
 
     fn batch_with<T: TokenWord, const W: usize>(
         &mut self,
         n: usize,
+        stride: usize,
         threads: Option<usize>,
     ) -> Result<Batch<T>, CorpusError> {
         let t0 = Instant::now();
@@ -315,9 +392,17 @@ impl Sampler {
         let cells = n
             .checked_mul(m)
             .ok_or_else(|| too_large(usize::MAX, "the sentence records"))?;
+        // Documents drawn by the CRP: every one up to the last rendered.
+        let span = match n {
+            0 => 0,
+            _ => (n - 1)
+                .checked_mul(stride)
+                .and_then(|s| s.checked_add(1))
+                .ok_or_else(|| too_large(usize::MAX, "the CRP's document-entity table"))?,
+        };
         self.z
-            .try_reserve(n)
-            .map_err(|_| too_large(n.saturating_mul(4), "the CRP's document-entity table"))?;
+            .try_reserve(span)
+            .map_err(|_| too_large(span.saturating_mul(4), "the CRP's document-entity table"))?;
         let mut sentence_attribute: Vec<u16> = try_with_capacity(cells, "the sentence attributes")?;
         let mut sentence_template: Vec<u16> = try_with_capacity(cells, "the sentence templates")?;
         let mut doc_offsets: Vec<u64> = try_with_capacity(n + 1, "the document offsets")?;
@@ -370,7 +455,7 @@ impl Sampler {
             let st_out = &mut sentence_template.spare_capacity_mut()[..cells];
             let ends = &mut doc_offsets[1..];
             let ((drawn, crp_time), (chunk_totals, records_time)) = rayon::join(
-                || timed(|| crp.draw_until(n, &records_done)),
+                || timed(|| crp.draw_until(span, &records_done)),
                 || {
                     timed(|| -> Vec<u64> {
                         let totals = sa_out
@@ -379,7 +464,8 @@ impl Sampler {
                             .zip(ends.par_chunks_mut(CHUNK_DOCS))
                             .enumerate()
                             .map(|(c, ((attrs, temps), e))| {
-                                law.records((first + c * CHUNK_DOCS) as u64, attrs, temps, e)
+                                let doc = first + c * CHUNK_DOCS * stride;
+                                law.records(doc as u64, stride as u64, attrs, temps, e)
                             })
                             .collect();
                         records_done.store(true, Ordering::Relaxed);
@@ -387,7 +473,7 @@ impl Sampler {
                     })
                 },
             );
-            let mut done = drawn?;
+            let mut drawn = drawn?;
             times.crp += crp_time;
             times.records = records_time;
             // SAFETY: `records` wrote every element of both spans (`cells` each).
@@ -396,7 +482,7 @@ impl Sampler {
                 sentence_template.set_len(cells);
             }
             crp.flush(names, values);
-            doc_entity.extend_from_slice(&crp.z[first..first + done]);
+            take_entities(crp.z, first, stride, n, &mut doc_entity);
 
             // Stage 3 into uninitialised output, chunk by chunk into disjoint spans.
             let t_alloc = Instant::now();
@@ -437,17 +523,18 @@ impl Sampler {
             times.render += t_alloc.elapsed();
 
             // The chunks whose entities are drawn render while the CRP draws the next piece.
-            let piece = n.div_ceil(PIECES).div_ceil(CHUNK_DOCS).max(1) * CHUNK_DOCS;
+            let piece = (n.div_ceil(PIECES).div_ceil(CHUNK_DOCS).max(1) * CHUNK_DOCS)
+                .saturating_mul(stride);
             let mut work = work.into_iter();
             let mut rendered = 0;
             while rendered < n_chunks {
-                let ready = if done == n {
+                let ready = if doc_entity.len() == n {
                     n_chunks
                 } else {
-                    done / CHUNK_DOCS
+                    doc_entity.len() / CHUNK_DOCS
                 };
                 let piece_work: Vec<_> = work.by_ref().take(ready - rendered).collect();
-                let next = piece.min(n - done);
+                let next = piece.min(span - drawn);
                 let src = RenderSource {
                     attrs: &sentence_attribute,
                     temps: &sentence_template,
@@ -455,19 +542,19 @@ impl Sampler {
                     names,
                     values,
                 };
-                let ((drawn, crp_time), ((), render_time)) = rayon::join(
+                let ((outcome, crp_time), ((), render_time)) = rayon::join(
                     || timed(|| crp.draw(next)),
                     || timed(|| renderer.render_chunks(piece_work, src)),
                 );
-                drawn?;
+                outcome?;
                 times.crp += crp_time;
                 times.render += render_time;
                 crp.flush(names, values);
-                doc_entity.extend_from_slice(&crp.z[first + done..first + done + next]);
-                done += next;
+                drawn += next;
+                take_entities(crp.z, first, stride, n, &mut doc_entity);
                 rendered = ready;
             }
-            debug_assert_eq!(done, n);
+            debug_assert_eq!((drawn, doc_entity.len()), (span, n));
             // SAFETY: the spans handed to the render stage partition `0..total`, and each span
             // was checked (assert in `render`) to be written from its first to its last element.
             unsafe {
@@ -481,6 +568,7 @@ impl Sampler {
         self.times = times;
         Ok(Batch {
             first_doc: first as u64,
+            stride: stride as u64,
             tokens,
             roles,
             doc_offsets,
@@ -488,6 +576,18 @@ impl Sampler {
             sentence_attribute,
             sentence_template,
         })
+    }
+}
+
+/// Appends to `doc_entity` the entities of the batch's documents that the CRP has drawn since the
+/// last call: document `j` of the batch is `first + j * stride`, `n` in all.
+fn take_entities(z: &[u32], first: usize, stride: usize, n: usize, doc_entity: &mut Vec<u32>) {
+    let have = doc_entity.len();
+    let ready = (z.len() - first).div_ceil(stride).min(n);
+    if stride == 1 {
+        doc_entity.extend_from_slice(&z[first + have..first + ready]);
+    } else {
+        doc_entity.extend((have..ready).map(|j| z[first + j * stride]));
     }
 }
 
@@ -573,6 +673,45 @@ mod tests {
         let end = short.doc_offsets[700] as usize;
         assert_eq!(short.tokens.to_u32_vec(), long.tokens.to_u32_vec()[..end]);
         assert_eq!(short.doc_entity, long.doc_entity[..700]);
+    }
+
+    #[test]
+    fn skipped_and_strided_documents_are_the_corpus_documents() {
+        let c = small();
+        let full = sample(&c, 9000, Some(2)).unwrap();
+        let span = |o: &[u64], j: usize| o[j] as usize..o[j + 1] as usize;
+        let all = full.tokens.to_u32_vec();
+        // Two chunks and several CRP pieces for the strided batch; a skip over a chunk border.
+        for (start, stride, n) in [(0, 1, 9000), (5, 3, 2500), (4097, 7, 700), (8999, 5, 1)] {
+            let mut s = Sampler::new(&c, 9000).unwrap();
+            s.skip(start as u64).unwrap();
+            let b = s.next_batch_strided::<u16>(n, stride, Some(2)).unwrap();
+            assert_eq!(s.n_docs() as usize, start + (n - 1) * stride + 1);
+            assert_eq!((b.first_doc, b.stride), (start as u64, stride as u64));
+            let m = c.m();
+            for j in 0..n {
+                let i = start + j * stride;
+                let mine: Vec<u32> = b.tokens[span(&b.doc_offsets, j)]
+                    .iter()
+                    .map(|&t| t as u32)
+                    .collect();
+                assert_eq!(mine, all[span(&full.doc_offsets, i)], "document {i}");
+                assert_eq!(
+                    b.roles[span(&b.doc_offsets, j)],
+                    full.roles[span(&full.doc_offsets, i)]
+                );
+                assert_eq!(b.doc_entity[j], full.doc_entity[i]);
+                assert_eq!(
+                    b.sentence_template[j * m..(j + 1) * m],
+                    full.sentence_template[i * m..(i + 1) * m]
+                );
+            }
+        }
+        let mut s = Sampler::new(&c, 9000).unwrap();
+        s.skip(4000).unwrap();
+        s.skip(5000).unwrap();
+        assert_eq!(s.entities, full.entities);
+        assert!(s.next_batch_strided::<u16>(1, 0, None).is_err());
     }
 
     #[test]

@@ -139,13 +139,14 @@ impl DocumentLaw {
         }
     }
 
-    /// Draws the records of the documents `first_doc..first_doc + ends.len()`: attribute and
-    /// template ids (`m` per document) and each document's end offset relative to the chunk
-    /// start. Writes every element of `attrs`, `temps` and `ends`; returns the chunk's total
-    /// length in tokens.
+    /// Draws the records of the documents `first_doc + d * stride` for `d` in `0..ends.len()`:
+    /// attribute and template ids (`m` per document) and each document's end offset relative to
+    /// the chunk start. Writes every element of `attrs`, `temps` and `ends`; returns the chunk's
+    /// total length in tokens.
     pub(super) fn records(
         &self,
         first_doc: u64,
+        stride: u64,
         attrs: &mut [MaybeUninit<u16>],
         temps: &mut [MaybeUninit<u16>],
         ends: &mut [u64],
@@ -165,7 +166,7 @@ impl DocumentLaw {
             .zip(ends.iter_mut())
             .enumerate()
         {
-            let mut rng: CounterRng = self.key.counter(first_doc + d as u64);
+            let mut rng: CounterRng = self.key.counter(first_doc + d as u64 * stride);
             let row_a: &[u16] = if !self.shuffled {
                 for (s, x) in row.iter_mut().enumerate() {
                     *x = s as u16;
@@ -234,7 +235,7 @@ mod tests {
                 let mut attrs = vec![MaybeUninit::new(0u16); n * m];
                 let mut temps = vec![MaybeUninit::new(0u16); n * m];
                 let mut ends = vec![0u64; n];
-                law.records(17, &mut attrs, &mut temps, &mut ends);
+                law.records(17, 1, &mut attrs, &mut temps, &mut ends);
                 // SAFETY: initialised above (and overwritten by `records`).
                 let read = |v: Vec<MaybeUninit<u16>>| -> Vec<u16> {
                     v.into_iter().map(|x| unsafe { x.assume_init() }).collect()
