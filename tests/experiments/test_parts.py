@@ -332,3 +332,11 @@ def test_name_verdict() -> None:
     assert Verdict.from_checks(checks, preconditions=name_preconditions(good)).status == "agrees"
     same_overlap = [seed(1.0, 0.2, overlap=2) for _ in range(3)]
     assert not name_preconditions(same_overlap)[2].met
+
+
+def test_alpha_preconditions_pool_unstated_tokens_over_seeds() -> None:
+    three = [_point(a, j, 0.1, 0.2, unstated=80) for a in (0.3, 0.5, 0.7) for j in range(3)]
+    tokens = alpha_preconditions(three)[2]
+    assert tokens.met and tokens.measured == 240  # 3 x 80 per alpha
+    one = [_point(a, 0, 0.1, 0.2, unstated=80) for a in (0.3, 0.5, 0.7)]
+    assert not alpha_preconditions(one)[2].met

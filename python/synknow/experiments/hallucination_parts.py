@@ -156,13 +156,18 @@ def alpha_preconditions(points: list[dict[str, Any]]) -> list[Precondition]:
     with_model = [p for p in points if "model_all" in p]
     alphas = sorted({p["alpha"] for p in with_model})
     seeds = min((sum(p["alpha"] == a for p in with_model) for a in alphas), default=0)
-    unstated = min((p["unstated_tokens"] for p in points), default=0)
+    # Unstated facts are rare at small alpha (about 1% of held-out value tokens at alpha 0.3 in
+    # cpu-small's E1 corpus), so their tokens are pooled over the seeds of an alpha.
+    pooled: dict[float, int] = {}
+    for p in points:
+        pooled[p["alpha"]] = pooled.get(p["alpha"], 0) + int(p["unstated_tokens"])
+    unstated = min(pooled.values(), default=0)
     converged = [bool(p.get("model_converged")) for p in with_model]
     return [
         Precondition.at_least("alphas with a trained transformer (E1)", len(alphas), 3),
         Precondition.at_least("seeds per alpha (fewest)", seeds, MIN_SEEDS),
         Precondition.at_least(
-            "held-out value tokens of facts not stated in training (fewest corpus)",
+            "held-out value tokens of facts not stated in training (fewest alpha, all seeds)",
             unstated,
             MIN_BUCKET_TOKENS,
         ),

@@ -198,7 +198,7 @@ class HallucinationSettings:
     candidate_docs: int = 8000  # held-out documents the balanced test set is chosen from
     # The alpha sweep: E1's corpora at every alpha, scored on this many held-out documents past
     # E1's validation documents (E1's transformer runs of the full n_train where it kept them).
-    alpha_heldout_docs: int = 1000
+    alpha_heldout_docs: int = 2000
     # Unseen names sharing name parts with a seen entity, and names sharing (almost) none: this
     # many entities per group, every attribute, values drawn from H_a.
     name_probe_entities: int = 100
