@@ -227,12 +227,13 @@ def test_capacity_preconditions_measure_the_unbound_model() -> None:
 
 
 def test_split_entities_and_mix_batches() -> None:
-    counts = np.array([0, 9, 1, 5, 7, 5, 6, 8, 2, 5])
-    a, b, c = split_entities(counts, 5, np.random.default_rng(0))
-    # Seven entities seen >= 5 times: thirds of 2, disjoint, all eligible.
+    counts = np.array([0, 9, 1, 5, 7, 4, 6, 8, 2, 5])
+    a, b, c = split_entities(counts, 2, np.random.default_rng(0))
+    # The six most frequent (counts 9, 8, 7, 6 and both 5s), thirds of 2, disjoint.
     assert len(a) == len(b) == len(c) == 2
-    assert not (set(a) & set(b) or set(a) & set(c) or set(b) & set(c))
-    assert all(counts[x] >= 5 for x in [*a, *b, *c])
+    assert {*a, *b, *c} == {1, 7, 4, 6, 3, 9}
+    few = split_entities(np.array([0, 3, 1, 0]), 5, np.random.default_rng(0))
+    assert [len(g) for g in few] == [0, 0, 0]  # two seen entities do not make three groups
     mixed = list(mix_batches(100, 7, 5, 10, 0.2, 3, mixed=True))
     plain = list(mix_batches(100, 7, 5, 10, 0.2, 3, mixed=False))
     assert len(mixed) == len(plain) == 5

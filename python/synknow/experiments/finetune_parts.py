@@ -170,13 +170,18 @@ def capacity_preconditions(
 
 
 def split_entities(
-    counts: np.ndarray, min_count: int, rng: np.random.Generator
+    counts: np.ndarray, per_group: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The entities seen at least ``min_count`` times, shuffled and cut into thirds: QA mixed
-    into pre-training, QA fine-tuning, held out."""
-    eligible = rng.permutation(np.flatnonzero(np.asarray(counts) >= max(1, min_count)))
-    third = len(eligible) // 3
-    return eligible[:third], eligible[third : 2 * third], eligible[2 * third : 3 * third]
+    """The ``3 * per_group`` most frequent seen entities (ties broken at random; fewer when
+    fewer are seen), shuffled and cut into thirds: QA mixed into pre-training, QA fine-tuning,
+    held out."""
+    c = np.asarray(counts)
+    order = rng.permutation(c.size)
+    ranked = order[np.argsort(-c[order], kind="stable")]
+    top = ranked[: min(3 * per_group, int((c > 0).sum()))]
+    top = rng.permutation(top)
+    third = len(top) // 3
+    return top[:third], top[third : 2 * third], top[2 * third : 3 * third]
 
 
 def mix_batches(

@@ -173,15 +173,16 @@ class FinetuneSettings:
     bound_model: str = ""
     unbound_model: str = ""
     unbound_fill: float = 0.9
-    # Mixed QA pre-training: ``qa_mix_model`` ("" = the middle base size) pre-trained from scratch
-    # for ``qa_mix_epochs`` on the training documents, once with QA sequences about a third of the
-    # entities seen >= ``qa_mix_min_count`` times as ``qa_mix_fraction`` of every batch and once
-    # without (pre-training documents in their places); both are then QA-fine-tuned on another
-    # third and tested on the last third. ``qa_mix_seeds`` corpora (0: skip).
+    # Mixed QA pre-training: ``qa_mix_model`` ("" = the largest base size) pre-trained from
+    # scratch on the training documents of the ``3 * qa_mix_entities`` most frequent entities
+    # until the least frequent of them has ``qa_mix_exposures`` exposures, once with QA sequences
+    # about a third of them as ``qa_mix_fraction`` of every batch and once without (documents in
+    # their places); both are then QA-fine-tuned on another third and tested on the last third.
+    # ``qa_mix_seeds`` corpora (0: skip).
     qa_mix_model: str = ""
-    qa_mix_epochs: float = 8.0
+    qa_mix_entities: int = 30
+    qa_mix_exposures: float = 100.0
     qa_mix_fraction: float = 0.1
-    qa_mix_min_count: int = 5
     qa_mix_seeds: int = 3
 
 
