@@ -7,6 +7,7 @@ on preconditions (seeds, tokens per bucket, converged runs, capacity that binds)
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,17 @@ from synknow.experiments.common import (
     seed_sweeps,
 )
 from synknow.experiments.context import ExperimentContext
-from synknow.experiments.measures import MIN_SEEDS, converged, exposure_threshold, exposures
+from synknow.experiments.measures import (
+    MIN_SEEDS,
+    converged,
+    exposure_threshold,
+    exposures,
+    level_step,
+)
 from synknow.experiments.probes import bucket_label, document_targets, value_stats
 from synknow.experiments.report import Section, fmt, markdown_table, precondition_rows
 from synknow.experiments.seeds import summarise
+from synknow.experiments.subverdicts import part_markdown, part_record
 from synknow.experiments.verdict import Precondition, Verdict
 
 CLAIM = (
@@ -74,6 +82,167 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     if rx.std() == 0 or ry.std() == 0:
         return None
     return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def run_timing(
+    records: list[dict[str, Any]], vocab_size: int, fraction: float, level: float
+) -> dict[str, Any]:
+    """Syntax-versus-knowledge timing of one run from its evaluation records: the step at which
+    the syntax loss (test split) has made ``fraction`` of its drop from the untrained model's
+    log2 V, and per seen bucket the step at which knowledge accuracy on the balanced held-out
+    set has made ``fraction`` of its gain from 0 (an untrained model is at about 1/V) — only for
+    buckets whose final accuracy reaches ``level`` (``None``: never known). Both curves come
+    from the same evaluation steps (:func:`synknow.experiments.measures.level_step`)."""
+    steps = [rec["step"] for rec in records]
+    syntax, syntax_censored = level_step(
+        steps, [rec.get("syntax_bits") for rec in records], math.log2(vocab_size), fraction
+    )
+    has_balanced = bool(records) and all("balanced_buckets" in rec for rec in records)
+    labels = sorted(
+        {lab for rec in records for lab in rec.get("balanced_buckets", {}) if lab != "0"},
+        key=_label_key,
+    )
+    knowledge: dict[str, float | None] = {}
+    censored: list[str] = []
+    for lab in labels:
+        vals = [rec.get("balanced_buckets", {}).get(lab) for rec in records]
+        if vals[-1] is None or vals[-1] < level:
+            knowledge[lab] = None
+            continue
+        knowledge[lab], cens = level_step(steps, vals, 0.0, fraction)
+        if cens:
+            censored.append(lab)
+    return {
+        "evals": len(records),
+        "has_balanced": has_balanced,
+        "syntax_step": syntax,
+        "syntax_censored": syntax_censored,
+        "knowledge_steps": knowledge,
+        "knowledge_censored": censored,
+    }
+
+
+def timing_checks(timing: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, bool], str]:
+    """The timing checks over every size and seed: syntax reaches its level before any known
+    bucket does, and the most frequent known bucket no later than the rarest (means over
+    seeds); with the sentence of numbers."""
+    runs = [t for per_seed in timing.values() for t in per_seed]
+    comparable = [
+        t
+        for t in runs
+        if t["syntax_step"] is not None
+        and any(v is not None for v in t["knowledge_steps"].values())
+    ]
+    syntax_first = bool(comparable) and all(
+        t["syntax_step"] < min(v for v in t["knowledge_steps"].values() if v is not None)
+        for t in comparable
+    )
+    order = []
+    for per_seed in timing.values():
+        means = _bucket_step_means(per_seed)
+        if len(means) >= 2:
+            keys = sorted(means, key=_label_key)
+            order.append(means[keys[-1]] <= means[keys[0]])
+    checks = {
+        "syntax reaches its level before knowledge in any bucket (every size and seed)": (
+            syntax_first
+        ),
+        "the most frequent known bucket reaches its level no later than the rarest (every "
+        "size, mean over seeds)": bool(order) and all(order),
+    }
+    text = "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
+    return checks, text + f" ({len(comparable)} of {len(runs)} runs know some bucket)"
+
+
+def _bucket_step_means(per_seed: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean over seeds of each bucket's timing step, over the seeds that know the bucket."""
+    labels = {lab for t in per_seed for lab, v in t["knowledge_steps"].items() if v is not None}
+    return {
+        lab: float(
+            np.mean([t["knowledge_steps"][lab] for t in per_seed if t["knowledge_steps"].get(lab)])
+        )
+        for lab in labels
+    }
+
+
+def timing_preconditions(
+    timing: dict[str, list[dict[str, Any]]], min_evals: int, tokens: Precondition
+) -> list[Precondition]:
+    """Seeds, evaluation steps, per-step balanced records, a syntax crossing after the first
+    evaluation, and the balanced set's tokens per bucket (``tokens``, measured by E3)."""
+    runs = [t for per_seed in timing.values() for t in per_seed]
+    lacking = sum(not t["has_balanced"] for t in runs)
+    early = sum(bool(t["syntax_censored"]) for t in runs)
+    return [
+        Precondition.at_least(
+            "seeds per size (timing)", min((len(v) for v in timing.values()), default=0), MIN_SEEDS
+        ),
+        Precondition.at_least(
+            "evaluation steps per run (fewest)",
+            min((t["evals"] for t in runs), default=0),
+            min_evals,
+        ),
+        Precondition(
+            "runs with knowledge accuracy on the balanced set at every evaluation",
+            f"{len(runs) - lacking} of {len(runs)}",
+            "all",
+            bool(runs) and lacking == 0,
+        ),
+        Precondition(
+            "runs whose syntax loss reached its level before the first evaluation (censored)",
+            early,
+            "0",
+            bool(runs) and early == 0,
+        ),
+        tokens,
+    ]
+
+
+def _mean_sd(values: list[float]) -> str:
+    """``mean +- sd`` over seeds (the mean alone for one seed)."""
+    summ = summarise(values)
+    return f"{summ.mean:.3g}" + (f" +- {summ.std:.2g}" if summ.n > 1 else "")
+
+
+def _timing_table(timing: dict[str, list[dict[str, Any]]], labels: list[str]) -> str:
+    rows = []
+    for name, per_seed in timing.items():
+        syn = [t["syntax_step"] for t in per_seed if t["syntax_step"] is not None]
+        cells = [name, len(per_seed), _mean_sd(syn) if syn else "-"]
+        for lab in labels:
+            vals = [t["knowledge_steps"][lab] for t in per_seed if t["knowledge_steps"].get(lab)]
+            cells.append(f"{_mean_sd(vals)} ({len(vals)}/{len(per_seed)})" if vals else "never")
+        rows.append(cells)
+    return markdown_table(
+        ["model", "seeds", "syntax step"] + [f"bucket {lab}" for lab in labels], rows
+    )
+
+
+def timing_part(
+    ctx: ExperimentContext, vocab_size: int, tokens: Precondition
+) -> tuple[dict[str, list[dict[str, Any]]], Verdict, str]:
+    """Timing of every size and seed, its verdict and its table."""
+    s = ctx.preset.acquisition
+    timing: dict[str, list[dict[str, Any]]] = {}
+    for spec in ctx.preset.base.models:
+        per_seed = [
+            {
+                "seed": seed,
+                **run_timing(runs[spec.name]["records"], vocab_size, s.timing_fraction, s.level),
+            }
+            for seed, _, runs in seed_sweeps(ctx, spec.name)
+            if spec.name in runs
+        ]
+        if per_seed:
+            timing[spec.name] = per_seed
+    checks, text = timing_checks(timing)
+    pre = timing_preconditions(timing, s.min_timing_evals, tokens)
+    verdict = Verdict.from_checks(checks, reason=text, preconditions=pre)
+    labels = sorted(
+        {lab for v in timing.values() for t in v for lab in t["knowledge_steps"]}, key=_label_key
+    )
+    table = _timing_table(timing, labels)
+    return timing, verdict, table
 
 
 def final_on_balanced(ctx: ExperimentContext, name: str) -> list[dict[str, Any]]:
@@ -325,6 +494,22 @@ def run(ctx: ExperimentContext) -> Section:
     pre = preconditions_for(
         ctx, corpus, balanced, {k: v["params"] for k, v in runs.items()}, eval_tokens
     )
+    timing, timing_verdict, timing_table = timing_part(ctx, len(corpus.vocab), pre[1])
+    _io.write_csv(
+        ctx.path("timing.csv"),
+        [
+            {
+                "model": name,
+                "seed": t["seed"],
+                "evals": t["evals"],
+                "syntax_step": t["syntax_step"],
+                "syntax_censored": t["syntax_censored"],
+                **{f"bucket_{lab}": v for lab, v in t["knowledge_steps"].items()},
+            }
+            for name, per_seed in timing.items()
+            for t in per_seed
+        ],
+    )
     balanced_rows = [
         {
             "model": name,
@@ -350,6 +535,8 @@ def run(ctx: ExperimentContext) -> Section:
             "summary": summary_rows,
             "exposure_thresholds": thresholds,
             "balanced": balanced,
+            "timing": timing,
+            "timing_verdict": part_record(timing_verdict),
             "preconditions": precondition_rows(pre),
         },
     )
@@ -509,7 +696,13 @@ def run(ctx: ExperimentContext) -> Section:
             "(documents past the training split, taken in order while some bucket is short); "
             "there accuracy is set against exposures (training count x epochs) and the exposure "
             "threshold is the lower edge of the first log-spaced exposure bin from which every "
-            f"bin reaches accuracy {ctx.preset.acquisition.level}."
+            f"bin reaches accuracy {ctx.preset.acquisition.level}. Timing: at every "
+            "evaluation of every size and seed the base sweep also scores the balanced set; the "
+            "step at which the syntax loss (test split) has made "
+            f"{ctx.preset.acquisition.timing_fraction:.0%} of its drop from log2 V is set "
+            "against the step at which each bucket's balanced-set accuracy has made that "
+            f"fraction of its gain from 0 (buckets whose final accuracy reaches "
+            f"{ctx.preset.acquisition.level}), interpolated in log(step) between evaluations."
         ),
         measured="\n".join(
             [
@@ -521,6 +714,15 @@ def run(ctx: ExperimentContext) -> Section:
                 "exposure = training count x epochs):",
                 "",
                 threshold_table,
+                "",
+                f"Syntax-versus-knowledge timing (the step at which each curve has made "
+                f"{ctx.preset.acquisition.timing_fraction:.0%} of its change, on the same "
+                "evaluation steps for every size; mean +- sd over seeds, (seeds that know the "
+                "bucket / seeds)):",
+                "",
+                timing_table,
+                "",
+                part_markdown("Timing verdict", timing_verdict),
             ]
         ),
         theory=(
@@ -538,6 +740,7 @@ def run(ctx: ExperimentContext) -> Section:
             "acquisition_summary.csv",
             "balanced_accuracy.csv",
             "exposure_thresholds.csv",
+            "timing.csv",
             "fits.json",
         ],
         headline=f"{passed}/{len(checks)} order checks hold",

@@ -32,6 +32,7 @@ __all__ = [
     "document_bits",
     "structure_reference",
     "ROLE_COLUMNS",
+    "bucket_accuracy",
 ]
 
 ROLE_COLUMNS = ("syntax", "name", "value")
@@ -319,7 +320,7 @@ def model_sweep(
     other seeds and a longer run to check saturation."""
     import dataclasses
 
-    from synknow.experiments.probes import fact_probes, probe_model
+    from synknow.experiments.probes import document_targets, fact_probes, probe_model
     from synknow.train.eval import evaluate
 
     key = f"sweep:{prefix}:{seed}:{epochs_factor}:{only}"
@@ -328,6 +329,15 @@ def model_sweep(
     b = ctx.preset.base
     corpus = base_corpus(ctx, seed)
     probes = fact_probes(corpus, b.n_train, max_pairs=b.probe_pairs, seed=seed)
+    # E3's syntax-versus-knowledge timing needs knowledge accuracy per bucket at every
+    # evaluation on the balanced held-out set (the test split's rare buckets are thin); it is a
+    # forward pass over a few hundred documents per evaluation, recorded here so that no
+    # checkpoint of an intermediate step has to be kept.
+    acq = ctx.preset.acquisition
+    bal_corpus, bal_docs, _ = balanced_test_docs(
+        ctx, seed, acq.min_bucket_tokens, acq.candidate_docs
+    )
+    balanced = document_targets(bal_corpus, bal_docs, b.n_train)
     results: dict[str, dict[str, Any]] = {}
     models = [m for m in b.models if only is None or m.name == only]
     for i, spec in enumerate(models):
@@ -356,6 +366,7 @@ def model_sweep(
                 **flatten_eval(report),
                 "buckets": buckets,
                 "probes": probe_model(model, probes),
+                "balanced_buckets": bucket_accuracy(model, balanced),
             }
 
         # One sweep per size, on the preset's seed, serves every seed: the repeats share the
@@ -541,3 +552,15 @@ def balanced_test_docs(
     chosen, totals = balanced_selection(tokens[:, present], min_tokens)
     labels = np.flatnonzero(present).tolist()
     return corpus, cand[chosen], {int(k): int(v) for k, v in zip(labels, totals, strict=True)}
+
+
+def bucket_accuracy(model: Any, targets: Any) -> dict[str, float]:
+    """Knowledge accuracy (tie credit) of ``model`` on the value tokens ``targets`` per
+    frequency bucket, keyed by the bucket label."""
+    from synknow.experiments.probes import bucket_label, value_stats
+
+    credit = value_stats(model, targets)["credit"]
+    buckets = targets.bucket
+    return {
+        bucket_label(v): float(credit[buckets == v].mean()) for v in np.unique(buckets).tolist()
+    }

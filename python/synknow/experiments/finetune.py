@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from synknow.experiments.probes import (
     value_stats,
 )
 from synknow.experiments.report import Section, fmt, markdown_table, precondition_rows
+from synknow.experiments.subverdicts import part_markdown, part_record
 from synknow.experiments.verdict import Precondition, Verdict
 from synknow.tokens import BOS, EOS, IGNORE, bucket_label
 
@@ -118,16 +120,21 @@ def lm_loss(model: Any, rows: list[list[int]], device: Any) -> Any:
 
 def finetune(
     model: Any,
-    batches: list[list[list[int]]],
+    batches: Iterable[list[list[int]]],
     lr: float,
     *,
     on_step: Any = None,
     warmup_steps: int = 0,
+    decay_steps: int = 0,
 ) -> list[float]:
     """Plain AdamW (no weight decay) over the given batches at ``lr``, reached linearly over
-    ``warmup_steps`` (0: constant from the first step); returns the loss per step.
-    ``on_step(step)`` is called after each step (and with 0 before the first)."""
+    ``warmup_steps`` (0: constant from the first step) and, with ``decay_steps``, decayed along
+    a cosine to the pre-training schedule's ``min_lr_ratio`` x ``lr`` at that step (as the
+    trainer does, docs/training.md); returns the loss per step. ``on_step(step)`` is called
+    after each step (and with 0 before the first)."""
     import torch
+
+    from synknow.train.config import OptimConfig
 
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
@@ -135,10 +142,15 @@ def finetune(
     losses = []
     if on_step is not None:
         on_step(0)
+    floor = OptimConfig().min_lr_ratio
     for i, rows in enumerate(batches):
-        if warmup_steps > 0:
+        if warmup_steps > 0 or decay_steps > 0:
+            rate = lr * min(1.0, (i + 1) / warmup_steps) if warmup_steps > 0 else lr
+            if decay_steps > 0:
+                t = min(1.0, i / decay_steps)
+                rate *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
             for group in opt.param_groups:
-                group["lr"] = lr * min(1.0, (i + 1) / warmup_steps)
+                group["lr"] = rate
         loss = lm_loss(model, rows, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -666,22 +678,26 @@ def _measured(
     return inj_table + "\n\n" + qa_text
 
 
-def _ladders(ctx: ExperimentContext, setup: _Setup) -> list[dict[str, Any]]:
-    """The injection ladder and its control on the chosen base model of every seed."""
+def _ladders(
+    ctx: ExperimentContext, setup: _Setup, name: str | None = None
+) -> list[dict[str, Any]]:
+    """The injection ladder and its control on the base model ``name`` (default: the chosen
+    one) of every seed."""
     from synknow.experiments.common import base_corpus, seed_sweeps
     from synknow.experiments.injection_ladder import LadderTools, run_ladder
     from synknow.experiments.measures import converged
 
     b = ctx.preset.base
     s = ctx.preset.finetune
+    name = name or setup.name
     out = []
-    for seed, prefix, runs in seed_sweeps(ctx, setup.name):
-        if setup.name not in runs:
+    for seed, prefix, runs in seed_sweeps(ctx, name):
+        if name not in runs:
             continue
-        r = runs[setup.name]
+        r = runs[name]
 
         def fn(run_dir: Any, seed: int = seed, prefix: str = prefix, r: Any = r) -> dict[str, Any]:
-            if prefix == "base":
+            if prefix == "base" and name == setup.name:
                 corpus, base, probes, before = (
                     setup.corpus,
                     setup.base,
@@ -691,7 +707,7 @@ def _ladders(ctx: ExperimentContext, setup: _Setup) -> list[dict[str, Any]]:
             else:
                 corpus = base_corpus(ctx, seed)
                 base = load_model(
-                    ctx.shared_dir / "runs" / f"{prefix}-{setup.name}", corpus, ctx.preset.device
+                    ctx.shared_dir / "runs" / f"{prefix}-{name}", corpus, ctx.preset.device
                 )
                 probes = fact_probes(
                     corpus, b.n_train, max_pairs=min(b.probe_pairs, 1500), seed=seed + 1
@@ -712,12 +728,175 @@ def _ladders(ctx: ExperimentContext, setup: _Setup) -> list[dict[str, Any]]:
             )
             return {"seed": seed, **res}
 
-        ctx.log(f"injection ladder and control, seed {seed}")
-        res = ctx.run(f"ladder-{prefix}", fn)
+        ctx.log(f"injection ladder and control, {name}, seed {seed}")
+        res = ctx.run(f"ladder-{prefix}" + ("" if name == setup.name else f"-{name}"), fn)
         if res is not None:
             ok, change = converged([rec["bits_per_token"] for rec in r["records"]])
             out.append({**res, "converged": ok, "loss_change": change, "params": r["params"]})
     return out
+
+
+def _capacity_part(
+    ctx: ExperimentContext, setup: _Setup, ladders: list[dict[str, Any]]
+) -> tuple[dict[str, Any], Verdict]:
+    """The ladder on a capacity-bound and an unbound base model, and the verdict on the
+    prediction that only the bound one evicts rare knowledge."""
+    from synknow.experiments import finetune_parts as parts
+    from synknow.experiments.capacity_check import knowledge_available
+    from synknow.experiments.probes import revealed_pairs
+
+    b = ctx.preset.base
+    s = ctx.preset.finetune
+    runs = base_runs(ctx)
+    names = [m.name for m in b.models if m.name in runs]
+    pair = parts.capacity_models(names, s.bound_model, s.unbound_model)
+    if pair is None:
+        return {}, Verdict.from_checks({}, reason="no base model finished")
+    by_name = {setup.name: ladders}
+    for name in pair:
+        if name not in by_name:
+            by_name[name] = _ladders(ctx, setup, name)
+    available = knowledge_available(setup.corpus, b.n_train, b.train.epochs, b.min_exposures)
+    n_pairs = len(revealed_pairs(setup.corpus, b.n_train)[0])
+    stored = runs[pair[1]]["records"][-1]["probes"]["bits_gain_per_pair"] * n_pairs
+    bound, unbound = by_name[pair[0]], by_name[pair[1]]
+    checks, text = parts.capacity_checks(bound, unbound)
+    pre = parts.capacity_preconditions(
+        names=pair,
+        learnable_bits=available["bits_learnable"],
+        params=(runs[pair[0]]["params"], runs[pair[1]]["params"]),
+        unbound_stored_bits=stored,
+        fill=s.unbound_fill,
+        bound=bound,
+        unbound=unbound,
+    )
+    record = {
+        "bound": pair[0],
+        "unbound": pair[1],
+        "unbound_stored_bits": stored,
+        "learnable_bits": available["bits_learnable"],
+        "rare_forgetting": {
+            name: [parts.rare_forgetting(lad["forgetting_by_bucket"])[0] for lad in by_name[name]]
+            for name in pair
+        },
+    }
+    return record, Verdict.from_checks(checks, reason=text, preconditions=pre)
+
+
+def _qa_mix_run(
+    ctx: ExperimentContext, seed: int, spec: Any, lr: float, run_dir: Any
+) -> dict[str, Any]:
+    """Both arms of the mixed-QA comparison on the corpus of ``seed``."""
+    import torch
+
+    from synknow.experiments import finetune_parts as parts
+    from synknow.experiments.common import _device
+    from synknow.experiments.probes import revealed_pairs
+    from synknow.train.config import ModelConfig
+    from synknow.train.model import GPT
+
+    b = ctx.preset.base
+    s = ctx.preset.finetune
+    corpus = base_corpus(ctx, seed)
+    qa = QAFormat(corpus)
+    counts = np.asarray(corpus.entity_counts_at(b.n_train), dtype=np.int64)
+    groups = parts.split_entities(counts, s.qa_mix_entities, np.random.default_rng([seed, 13]))
+    ent, attr = revealed_pairs(corpus, b.n_train)
+    names_all = np.asarray(corpus.entity_names, dtype=np.int64)
+    values_all = np.asarray(corpus.entity_values, dtype=np.int64)
+    examples = []
+    for group in groups:
+        m = np.isin(ent, group)
+        seqs, at, vals = [], [], []
+        for k, a in zip(ent[m].tolist(), attr[m].tolist(), strict=True):
+            seq, pos = qa.sequence(a, names_all[k], int(values_all[k, a]))
+            seqs.append(seq)
+            at.append(pos)
+            vals.append(int(values_all[k, a]))
+        examples.append((seqs, at, vals, ent[m], attr[m]))
+    mix, tune, held = examples
+    out: dict[str, Any] = {
+        "seed": seed,
+        "heldout_pairs": len(held[0]),
+        "qa_pretrain_pairs": len(mix[0]),
+        "qa_finetune_pairs": len(tune[0]),
+    }
+    if not (mix[0] and tune[0] and held[0]):
+        return {**out, "skipped": "too few entities seen often enough for three groups"}
+    statements = sentence_probes(
+        corpus,
+        names_all[held[3]],
+        values_all[held[3], held[4]],
+        held[4],
+        held[3],
+        counts[held[3]],
+        np.random.default_rng([seed, 14]),
+    )
+    # A corpus of few entities: the training documents of the selected ones, passed over until
+    # the least frequent has qa_mix_exposures exposures (the full corpus would cost a base run
+    # per arm and, at cpu-small, leave the held-out facts unknown).
+    chosen = np.concatenate(groups)
+    doc_ids = np.flatnonzero(np.isin(np.asarray(corpus.doc_entity[: b.n_train]), chosen))
+    docs = corpus_documents(corpus, doc_ids)
+    epochs = s.qa_mix_exposures / max(1, int(counts[chosen].min()))
+    steps = math.ceil(len(docs) * epochs / s.batch_size)
+    cfg = ModelConfig(**spec.model_dict(b.train.context_length)).resolved(
+        len(corpus.vocab.strings) + len(qa.added)
+    )
+    out.update(steps=steps, documents=len(docs), epochs=epochs)
+    for arm in ("plain", "mixed"):
+        torch.manual_seed(seed)
+        model = GPT(cfg).to(_device(ctx.preset.device))
+        stream = parts.mix_batches(
+            len(docs), len(mix[0]), steps, s.batch_size, s.qa_mix_fraction, seed,
+            mixed=arm == "mixed",
+        )  # fmt: skip
+        batches = [[docs[i] for i in d] + [mix[0][j] for j in q] for d, q in stream]
+        finetune(model, batches, lr, warmup_steps=b.train.warmup_steps, decay_steps=steps)
+        statement = float(value_stats(model, statements)["credit"].mean())
+        before = qa_evaluate(model, qa, held[0], held[1], held[2])
+        rng_b = np.random.default_rng([seed, 15])
+        tune_batches = [
+            [tune[0][j] for j in rng_b.integers(0, len(tune[0]), size=s.batch_size)]
+            for _ in range(s.qa_steps)
+        ]
+        finetune(model, tune_batches, s.lr)
+        after = qa_evaluate(model, qa, held[0], held[1], held[2])
+        out[arm] = {
+            "statement_accuracy": statement,
+            "answer_accuracy_before": before["answer_accuracy"],
+            "format_bits_before": before["format_bits"],
+            **after,
+        }
+    return out
+
+
+def _qa_mix_part(ctx: ExperimentContext) -> tuple[list[dict[str, Any]], Verdict, str]:
+    """Mixed QA pre-training against plain pre-training, on ``qa_mix_seeds`` corpora."""
+    from synknow.experiments import finetune_parts as parts
+    from synknow.experiments.seeds import repeat_seeds
+
+    b = ctx.preset.base
+    s = ctx.preset.finetune
+    runs = base_runs(ctx)
+    names = [m.name for m in b.models if m.name in runs]
+    if s.qa_mix_seeds < 1 or not names:
+        return [], Verdict.from_checks({}, reason="mixed QA pre-training not run"), "-"
+    name = s.qa_mix_model if s.qa_mix_model in names else names[-1]
+    spec = next(m for m in b.models if m.name == name)
+    lr = float(runs[name].get("lr", b.train.lr))
+    seeds = [ctx.preset.seed]
+    if s.qa_mix_seeds > 1:
+        seeds += repeat_seeds(ctx.preset.seed, 2, s.qa_mix_seeds - 1)
+    per_seed = []
+    for seed in seeds:
+        ctx.log(f"mixed QA pre-training ({name}), seed {seed}")
+        res = ctx.run(f"qa-mix-seed{seed}", functools.partial(_qa_mix_run, ctx, seed, spec, lr))
+        if res is not None and "skipped" not in res:
+            per_seed.append(res)
+    checks, text = parts.qa_mix_checks(per_seed)
+    pre = parts.qa_mix_preconditions(per_seed)
+    return per_seed, Verdict.from_checks(checks, reason=text, preconditions=pre), name
 
 
 def ladder_preconditions(ctx: ExperimentContext, ladders: list[dict[str, Any]]) -> list[Any]:
@@ -824,6 +1003,28 @@ def run(ctx: ExperimentContext) -> Section:
     qa_checks = {k: v for k, v in old.checks.items() if k.startswith("QA")}
     pre = ladder_preconditions(ctx, ladders)
     verdict = Verdict.from_checks({**checks, **qa_checks}, preconditions=pre)
+    capacity, capacity_verdict = _capacity_part(ctx, setup, ladders)
+    qa_mix, qa_mix_verdict, qa_mix_model = _qa_mix_part(ctx)
+    _io.write_json(
+        ctx.path("parts.json"),
+        {
+            "capacity": {**capacity, "verdict": part_record(capacity_verdict)},
+            "qa_mix": {
+                "model": qa_mix_model,
+                "seeds": qa_mix,
+                "verdict": part_record(qa_mix_verdict),
+            },
+        },
+    )
+    parts_text = (
+        part_markdown(
+            f"Capacity-bound ({capacity.get('bound', '-')}) against unbound "
+            f"({capacity.get('unbound', '-')}) base model",
+            capacity_verdict,
+        )
+        + "\n\n"
+        + part_markdown(f"Mixed QA pre-training ({qa_mix_model})", qa_mix_verdict)
+    )
     lad_lr = ladders[0]["lr"] if ladders else float("nan")
     lad_steps = ladders[0]["steps"] if ladders else 0
     return Section(
@@ -845,9 +1046,21 @@ def run(ctx: ExperimentContext) -> Section:
             "documents in the new documents' places; forgetting = control accuracy - injected "
             "accuracy on the old facts known before (accuracy >= 0.5), by bucket. The verdict "
             "rests on (c) and the QA check; (a) confounds r with the number of steps (listed "
-            "beside r) and restarts at a constant rate, and is shown for comparison."
+            "beside r) and restarts at a constant rate, and is shown for comparison. (d) The "
+            "ladder also on a capacity-bound and an unbound base size (forgetting of the known "
+            "facts of the rarer half of the seen buckets). (e) Mixed QA pre-training: a base "
+            "size pre-trained from scratch on the documents of the "
+            f"{3 * s.qa_mix_entities} most frequent entities ({s.qa_mix_exposures:g} exposures "
+            "of the least frequent), with QA sequences about a third of them as "
+            f"{s.qa_mix_fraction:.0%} of every batch, and again with documents in their "
+            f"places; both QA-fine-tuned ({s.qa_steps} steps) on a second third and asked "
+            "about the last. (d) and (e) have their own verdicts and preconditions."
         ),
-        measured=_measured(setup, inject_rows, qa_res) + "\n\n" + ladder_text + ".",
+        measured=_measured(setup, inject_rows, qa_res)
+        + "\n\n"
+        + ladder_text
+        + ".\n\n"
+        + parts_text,
         theory=(
             "a Bayesian learner acquires a fact from one statement; a learner with bounded "
             "capacity that stores entities by frequency (docs/codelength.md#model-scaling-law) "
@@ -862,6 +1075,7 @@ def run(ctx: ExperimentContext) -> Section:
             "forgetting_by_bucket.csv",
             "ladder_forgetting.csv",
             "ladder.json",
+            "parts.json",
             "fits.json",
         ]
         + (["qa_format_curve.csv"] if qa_res is not None else []),

@@ -20,6 +20,15 @@ from synknow.experiments.common import (
     seed_sweeps,
 )
 from synknow.experiments.context import ExperimentContext
+from synknow.experiments.hallucination_parts import (
+    alpha_checks,
+    alpha_point,
+    alpha_preconditions,
+    alpha_table,
+    name_checks,
+    name_part_probe,
+    name_preconditions,
+)
 from synknow.experiments.measures import (
     MIN_SEEDS,
     bayes_confidence_threshold,
@@ -30,6 +39,7 @@ from synknow.experiments.measures import (
 from synknow.experiments.probes import bucket_label, revealed_pairs, value_stats
 from synknow.experiments.report import Section, fmt, markdown_table, precondition_rows
 from synknow.experiments.seeds import summarise
+from synknow.experiments.subverdicts import part_markdown, part_record
 from synknow.experiments.verdict import Precondition, Verdict
 
 CLAIM = (
@@ -127,7 +137,13 @@ def _measure_seed(
     )
     buckets = targets.bucket
     ok, change = converged([rec["bits_per_token"] for rec in runs[name]["records"]])
+    try:
+        names = name_part_probe(model, corpus, b.n_train, settings.name_probe_entities, seed)
+    except ValueError as e:  # the name space leaves too few unused names of a group
+        ctx.log(f"name-part probe skipped for seed {seed}: {e}")
+        names = None
     return {
+        "names": names,
         "seed": seed,
         "docs": len(docs),
         "tokens": tokens,
@@ -144,6 +160,82 @@ def _measure_seed(
         "ours": ours,
         "bayes_stats": bayes,
     }
+
+
+def _e1_corpus(ctx: ExperimentContext, alpha: float, seed: int) -> tuple[Any, np.ndarray]:
+    """E1's corpus of ``alpha`` and ``seed`` (sampling is sequential, so its first documents are
+    E1's) with held-out documents past E1's training and validation documents; fewer where the
+    configuration's name space allows fewer documents."""
+    import synknow
+    from synknow.experiments.data_scaling import corpus_family
+
+    s = ctx.preset.data_scaling
+    start = s.n_train + s.n_val
+    held = max(1, ctx.preset.hallucination.alpha_heldout_docs)
+    config = corpus_family(ctx).config(alpha, seed)
+    while True:
+        try:
+            return synknow.sample(config, start + held, seed=seed), np.arange(start, start + held)
+        except ValueError:
+            if held <= 1:
+                raise
+            held //= 2
+
+
+def _alpha_points(ctx: ExperimentContext) -> list[dict[str, Any]]:
+    """E5 across alpha on E1's corpora: the Bayes predictor everywhere, E1's transformer of the
+    full training prefix where E1 kept it (its run directory in this output directory)."""
+    from synknow.experiments.data_scaling import corpus_seeds, model_sizes
+
+    s = ctx.preset.data_scaling
+    n_full = model_sizes(s)[-1]
+    points = []
+    for i, alpha in enumerate(s.alphas):
+        for j, seed in enumerate(corpus_seeds(ctx, i)[: s.model_seeds]):
+            corpus, docs = _e1_corpus(ctx, alpha, seed)
+            run_dir = ctx.out / "data-scaling" / "runs" / f"model-alpha{alpha}-seed{j}-n{n_full}"
+            model, conv = None, None
+            if (run_dir / "done.json").is_file():
+                model = load_model(run_dir, corpus, ctx.preset.device)
+                conv = _io.read_json(run_dir / "done.json")["result"].get("converged")
+            ctx.log(f"alpha sweep: alpha={alpha}, corpus {j + 1}")
+            point = alpha_point(
+                corpus,
+                s.n_train,
+                docs,
+                fact_singleton_rate(corpus, s.n_train),
+                model,
+                ctx.preset.hallucination.confident,
+            )
+            points.append({"alpha": alpha, "seed_index": j, "model_converged": conv, **point})
+    return points
+
+
+def _parts(ctx: ExperimentContext, per_seed: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The alpha sweep and the name-part control: their text and their record."""
+    points = _alpha_points(ctx)
+    a_checks, a_text = alpha_checks(points)
+    a_verdict = Verdict.from_checks(
+        a_checks, reason=a_text, preconditions=alpha_preconditions(points)
+    )
+    names = [s["names"] for s in per_seed if s.get("names") is not None]
+    n_checks, n_text = name_checks(names)
+    n_pre = name_preconditions(names)
+    n_verdict = Verdict.from_checks(n_checks, reason=n_text, preconditions=n_pre)
+    text = "\n\n".join(
+        [
+            "Across alpha (E1's corpora; confident = above the Bayes predictor's largest top "
+            "probability on unstated facts of that corpus):",
+            alpha_table(points),
+            part_markdown("Confident errors against the singleton rate", a_verdict),
+            part_markdown("Unseen names with and without shared name parts", n_verdict),
+        ]
+    )
+    record = {
+        "alpha_sweep": {"points": points, "verdict": part_record(a_verdict)},
+        "name_parts": {"seeds": names, "verdict": part_record(n_verdict)},
+    }
+    return text, record
 
 
 def _row(rows: list[dict[str, Any]], label: str) -> dict[str, Any] | None:
@@ -255,6 +347,8 @@ def run(ctx: ExperimentContext) -> Section:
     rel_bayes = reliability(bayes, targets.value, settings.reliability_bins)
     pre = preconditions_for(per_seed, settings.min_bucket_tokens)
     verdict, headline = _verdict(per_seed, pre)
+    parts_text, parts_record = _parts(ctx, per_seed)
+    _io.write_json(ctx.path("parts.json"), parts_record)
     _io.write_json(
         ctx.path("fits.json"),
         {
@@ -367,10 +461,15 @@ def run(ctx: ExperimentContext) -> Section:
             f"(its prior H_a; {threshold:.3g} on the first seed): more than the prior warrants, "
             "and reached by the Bayes predictor on the facts it knows. Excess over prior = code "
             "length of the true value minus -log2 H_a(value); ECE over 10 confidence bins of "
-            "the top-1 prediction. The table shows the first seed; the verdict uses every seed."
+            "the top-1 prediction. The table shows the first seed; the verdict uses every seed. "
+            "Across alpha: E1's corpora and, where E1 kept them, its transformers trained on "
+            f"the full prefix, on {settings.alpha_heldout_docs:,} held-out documents each. "
+            f"Name parts: {settings.name_probe_entities} unseen names per group and seed, made "
+            "from a seen name with one part replaced, or sharing as few parts as the corpus "
+            "allows with any single seen entity; every attribute, values drawn from H_a."
         ),
         measured=table + f"\n\nExpected calibration error (all tokens, first seed): model "
-        f"{fmt(rel_model['ece'][0])}, Bayes {fmt(rel_bayes['ece'][0])}.",
+        f"{fmt(rel_model['ece'][0])}, Bayes {fmt(rel_bayes['ece'][0])}.\n\n" + parts_text,
         theory=(
             "the Bayes predictor knows every stated fact and predicts exactly H_a for an unseen "
             "entity or unstated attribute: excess code length 0 and KL 0 there, and it is "
@@ -380,7 +479,7 @@ def run(ctx: ExperimentContext) -> Section:
         verdict=verdict.status,
         verdict_text=verdict.text() + ".",
         figures=figures,
-        files=["hallucination_by_bucket.csv", "value_predictions.csv", "fits.json"],
+        files=["hallucination_by_bucket.csv", "value_predictions.csv", "parts.json", "fits.json"],
         headline=headline or "no unseen entities",
         preconditions=precondition_rows(verdict.preconditions),
     )

@@ -29,6 +29,8 @@ __all__ = [
     "singleton_rate",
     "prequential_code_length",
     "converged",
+    "level_step",
+    "confident_error_rate",
 ]
 
 # A bucket's accuracy from n tokens has a standard error of at most 0.5 / sqrt(n); with 200 tokens
@@ -260,3 +262,55 @@ def converged(values: Sequence[float], tolerance: float = 0.02) -> tuple[bool, f
         return False, float("nan")
     change = abs(v[-1] - v[-2]) / max(abs(v[-2]), 1e-12)
     return change < tolerance, change
+
+
+def level_step(
+    steps: Sequence[float],
+    values: Sequence[float | None],
+    start: float,
+    fraction: float = 0.9,
+) -> tuple[float | None, bool]:
+    """The step at which a curve first covers ``fraction`` of its whole change, from ``start``
+    (its value before training) to its last value: for a loss the drop, for an accuracy the
+    gain. Between two evaluations the step is interpolated linearly in log(step), as the
+    evaluations are log-spaced. Returns ``(step, censored)``: ``censored`` when the first
+    evaluation already covers the fraction (the crossing lies somewhere before it; the step
+    returned is that first evaluation's); ``(None, False)`` when the curve does not move away
+    from ``start`` or has no finite values."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    pts = [
+        (float(s), float(v))
+        for s, v in zip(steps, values, strict=True)
+        if v is not None and math.isfinite(float(v)) and float(s) > 0
+    ]
+    if not pts:
+        return None, False
+    total = pts[-1][1] - float(start)
+    if total == 0 or not math.isfinite(total):
+        return None, False
+    progress = [(s, (v - float(start)) / total) for s, v in pts]
+    if progress[0][1] >= fraction:
+        return progress[0][0], True
+    for (s0, f0), (s1, f1) in zip(progress, progress[1:], strict=False):
+        if f1 >= fraction:
+            t = (fraction - f0) / (f1 - f0)
+            return float(math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))), False
+    return progress[-1][0], False  # reached at the last evaluation (fraction 1 there)
+
+
+def confident_error_rate(
+    max_prob: np.ndarray, argmax: np.ndarray, value: np.ndarray, threshold: float
+) -> float:
+    """The share of predictions that are wrong (top token is not the true value) while the top
+    probability is at least ``threshold`` (``nan`` with no predictions)."""
+    p = np.asarray(max_prob, dtype=np.float64).reshape(-1)
+    a = np.asarray(argmax).reshape(-1)
+    v = np.asarray(value).reshape(-1)
+    if not (p.shape == a.shape == v.shape):
+        raise ValueError(
+            f"max_prob, argmax and value differ in length: {p.size}, {a.size}, {v.size}"
+        )
+    if p.size == 0:
+        return float("nan")
+    return float(((a != v) & (p >= threshold)).mean())

@@ -167,6 +167,23 @@ class FinetuneSettings:
     # The injection ladder (one run with entities at every repetition count, plus a control run
     # of the same steps without them): the share of each batch that is new documents.
     ladder_new_fraction: float = 0.25
+    # The ladder on a capacity-bound and an unbound base model ("" = the smallest and the
+    # largest base size); the unbound one must hold at least ``unbound_fill`` of the learnable
+    # knowledge (E2's probes), else that comparison is "not tested".
+    bound_model: str = ""
+    unbound_model: str = ""
+    unbound_fill: float = 0.9
+    # Mixed QA pre-training: ``qa_mix_model`` ("" = the largest base size) pre-trained from
+    # scratch on the training documents of the ``3 * qa_mix_entities`` most frequent entities
+    # until the least frequent of them has ``qa_mix_exposures`` exposures, once with QA sequences
+    # about a third of them as ``qa_mix_fraction`` of every batch and once without (documents in
+    # their places); both are then QA-fine-tuned on another third and tested on the last third.
+    # ``qa_mix_seeds`` corpora (0: skip).
+    qa_mix_model: str = ""
+    qa_mix_entities: int = 30
+    qa_mix_exposures: float = 100.0
+    qa_mix_fraction: float = 0.1
+    qa_mix_seeds: int = 3
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,12 @@ class HallucinationSettings:
     model: str = ""  # "" = the largest base model
     min_bucket_tokens: int = 200  # value tokens per frequency bucket (the balanced test set)
     candidate_docs: int = 8000  # held-out documents the balanced test set is chosen from
+    # The alpha sweep: E1's corpora at every alpha, scored on this many held-out documents past
+    # E1's validation documents (E1's transformer runs of the full n_train where it kept them).
+    alpha_heldout_docs: int = 2000
+    # Unseen names sharing name parts with a seen entity, and names sharing (almost) none: this
+    # many entities per group, every attribute, values drawn from H_a.
+    name_probe_entities: int = 100
 
 
 @dataclass(frozen=True)
@@ -202,6 +225,11 @@ class AcquisitionSettings:
     candidate_docs: int = 8000  # held-out documents the balanced test set is chosen from
     level: float = 0.5  # knowledge accuracy from which a fact counts as known
     min_buckets: int = 5  # buckets a rank correlation over buckets needs
+    # Syntax-versus-knowledge timing: the step at which a curve has covered this fraction of its
+    # change (syntax loss: its drop; a bucket's accuracy on the balanced set: its gain), from at
+    # least ``min_timing_evals`` evaluations per run.
+    timing_fraction: float = 0.9
+    min_timing_evals: int = 6
 
 
 @dataclass(frozen=True)
