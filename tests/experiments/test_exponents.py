@@ -124,3 +124,14 @@ def test_e1_preconditions_at_the_small_presets() -> None:
     gpu = PRESETS["gpu-small"].data_scaling
     b, m = preconditions(gpu, {"alpha=0.5": {"transformer": {"converged_runs": 15, "runs": 15}}})
     assert all(p.met for p in b + m)
+
+
+def test_early_stopping_needs_a_bracketed_minimum() -> None:
+    from synknow.experiments.data_scaling import minimum_found
+
+    # A minimum at the first evaluation may lie before it: not converged, whatever the gain.
+    assert not minimum_found(0, 10, 0.0)
+    assert minimum_found(4, 10, 0.5)  # an interior minimum
+    assert minimum_found(9, 10, 0.01)  # at the end, with < 2% gain over the second half
+    assert not minimum_found(9, 10, 0.05)  # at the end and still falling
+    assert not minimum_found(0, 1, 0.0)  # one evaluation brackets nothing

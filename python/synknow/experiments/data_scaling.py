@@ -114,12 +114,23 @@ def _bayes_fit(ctx: ExperimentContext, curves: dict[str, Any]) -> dict[str, Any]
     )
 
 
+def minimum_found(best: int, n_records: int, late_gain: float) -> bool:
+    """Whether early stopping found the minimum of a run's validation loss: inside the evaluated
+    steps (a minimum at the first evaluation may lie earlier still, so it is not bracketed), or at
+    the end with less than ``CONVERGED_GAIN`` relative gain over the second half."""
+    if n_records < 2:
+        return False
+    if best == 0:
+        return False
+    return best < n_records - 1 or late_gain < CONVERGED_GAIN
+
+
 def _model_leg(
     ctx: ExperimentContext, alpha: float, seed: int, n: int, run_dir: Path
 ) -> dict[str, Any]:
     """One transformer trained on the first ``n`` documents (its own warm-up and cosine
-    schedule over its own run), evaluated at evenly spaced steps on the validation documents
-    and the test split; early stopping picks the record with the lowest validation loss."""
+    schedule over its own run), evaluated at log-spaced steps on the validation documents and
+    the test split; early stopping picks the record with the lowest validation loss."""
     from synknow.train.eval import evaluate
 
     s = ctx.preset.data_scaling
@@ -146,7 +157,9 @@ def _model_leg(
         on_eval=on_eval,
         seed=seed,
         desc=f"alpha={alpha} n={n}",
-        spacing="linear",
+        # Log-spaced: a small n over-fits early in its run, so the minimum must be resolved
+        # there, not only on a grid of evenly spaced steps whose first point is past it.
+        spacing="log",
     )
     records = result["records"]
     val = [r["val_bits_per_token"] for r in records]
@@ -155,7 +168,7 @@ def _model_leg(
     late_gain = (half - min(val)) / max(min(val), 1e-12)
     result["best"] = records[best]
     result["best_index"] = best
-    result["converged"] = bool(best < len(records) - 1 or late_gain < CONVERGED_GAIN)
+    result["converged"] = minimum_found(best, len(records), late_gain)
     result["late_gain"] = late_gain
     result["epochs"] = tspec.epochs
     return result
@@ -445,7 +458,8 @@ def preconditions(
             "training-set sizes n (one run each)", len(model_sizes(s)), MIN_MODEL_POINTS
         ),
         Precondition(
-            "runs converged (early stopping, or < 2% held-out gain in the second half)",
+            "runs converged (validation minimum inside the evaluated steps, or < 2% held-out gain "
+            "in the second half)",
             f"{converged} / {total}",
             "all",
             bool(total) and converged == total,
