@@ -21,7 +21,7 @@ use crate::sampler::TokenWord;
 use crate::threads::thread_pool;
 
 use super::state::{
-    parse_doc, DocError, Model, Sentence, State, CODE_NAME, CODE_VALUE, NONE, ROOT,
+    parse_doc, DocError, Model, Sentence, State, CODE_NAME, CODE_VALUE, NAME_ROOT, NONE, ROOT,
 };
 use super::{
     cancelled_error, run_with_progress, Neumaier, Progress, Report, N_ROLES, ROLE_NAME,
@@ -37,6 +37,9 @@ pub(crate) enum Within {
     Uniform(u32, u32),
     /// The weighted tokens written to the caller's list.
     Weighted,
+    /// Every token from `start` on, one per entry of the caller's dense list of (positive)
+    /// weights.
+    Dense(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +72,8 @@ pub(crate) struct Cursor<'m> {
     entity: u32,
     name: Vec<u32>,
     name_code: u64,
+    /// Name-trie node of the current prefix ([`NAME_ROOT`] before the first part).
+    name_node: u32,
     /// No used name has the current prefix (so neither has any extension of it).
     name_absent: bool,
     name_weight: f64,
@@ -93,6 +98,7 @@ impl<'m> Cursor<'m> {
             entity: NONE,
             name: vec![0; model.n_name_parts],
             name_code: 0,
+            name_node: NAME_ROOT,
             name_absent: false,
             name_weight: 0.0,
             new_mass: 0.0,
@@ -115,6 +121,7 @@ impl<'m> Cursor<'m> {
         self.name_done = false;
         self.entity = NONE;
         self.name_code = 0;
+        self.name_node = NAME_ROOT;
         self.name_absent = false;
         self.new_mass = state.new_name_mass(self.model);
         self.name_weight = state.root_name_weight(self.model, self.new_mass);
@@ -304,6 +311,7 @@ impl<'m> Cursor<'m> {
                 let p = w / self.name_weight;
                 self.name[j] = x;
                 self.name_code = code;
+                self.name_node = node;
                 self.name_absent = node == NONE;
                 self.name_weight = w;
                 if j + 1 == model.n_name_parts {
@@ -382,7 +390,10 @@ impl<'m> Cursor<'m> {
     /// The tokens behind the child with code `code` of the current node (see [`branch`]),
     /// with their relative predictive masses given that child: the second thing an entropy
     /// coder codes. `acc` is a scratch of `vocab_size` zeros, left zeroed; `order` a scratch
-    /// list; `out` receives the weighted support when the answer is [`Within::Weighted`].
+    /// list; `out` receives the weighted support when the answer is [`Within::Weighted`] and
+    /// `dense` the weights when it is [`Within::Dense`]. Either way the support is the tokens
+    /// of positive weight in ascending order within one name part, in order of first
+    /// appearance over the parse states for a value.
     ///
     /// [`branch`]: Self::branch
     pub(crate) fn within(
@@ -392,6 +403,7 @@ impl<'m> Cursor<'m> {
         acc: &mut [f64],
         order: &mut Vec<u32>,
         out: &mut Vec<(u32, f64)>,
+        dense: &mut Vec<f64>,
     ) -> Within {
         let model = self.model;
         let trie = &model.skeleton;
@@ -405,6 +417,30 @@ impl<'m> Cursor<'m> {
             } else {
                 self.rep
             };
+            let revealed_value = |a: usize| {
+                if self.entity != NONE {
+                    state.values[self.entity as usize * model.n_attributes + a]
+                } else {
+                    NONE
+                }
+            };
+            // One parse state with the value unknown (the common case): the whole pool in
+            // order, each value with its prior, which is what the general case below gives.
+            let mut states = trie
+                .entries(rep)
+                .filter(|&e| self.available(trie.entry_attr[e] as usize));
+            if let (Some(e), None) = (states.next(), states.next()) {
+                let a = trie.entry_attr[e] as usize;
+                if revealed_value(a) == NONE {
+                    let w =
+                        (state.entry_counts[e] as f64 + trie.entry_gamma[e]) * state.inv_norm[a];
+                    dense.clear();
+                    dense.extend(model.value_prob[a].iter().map(|&p| w * p));
+                    if dense.iter().all(|&x| x > 0.0) {
+                        return Within::Dense(model.value_base[a]);
+                    }
+                }
+            }
             order.clear();
             // A value reached through two parse states (a shared pool) adds up.
             let mut add = |x: u32, w: f64| {
@@ -421,11 +457,7 @@ impl<'m> Cursor<'m> {
                     continue;
                 }
                 let w = (state.entry_counts[e] as f64 + trie.entry_gamma[e]) * state.inv_norm[a];
-                let revealed = if self.entity != NONE {
-                    state.values[self.entity as usize * model.n_attributes + a]
-                } else {
-                    NONE
-                };
+                let revealed = revealed_value(a);
                 if revealed != NONE {
                     add(revealed, w);
                 } else {
@@ -449,12 +481,28 @@ impl<'m> Cursor<'m> {
             // No used name has this prefix: every extension has the same new-name weight.
             return Within::Uniform(start, model.name_size[j]);
         }
-        for local in 0..model.name_size[j] {
-            let (w, _, _) = self.extend_name(state, j, start + local);
-            if w > 0.0 {
-                out.push((start + local, w));
-            }
+        // Every unused extension has the new-name weight; the used ones (few, next to the
+        // part's size) are read off the name trie's child list. The weights are those of
+        // `extend_name` for every token of the part.
+        let new_weight = state.name_weight(model, NONE, j + 1, self.new_mass);
+        dense.clear();
+        dense.resize(model.name_size[j] as usize, new_weight);
+        let mut all_positive = new_weight > 0.0;
+        state.for_each_name_child(self.name_node, |part, node| {
+            let w = state.name_weight(model, node, j + 1, self.new_mass);
+            all_positive &= w > 0.0;
+            dense[part as usize] = w;
+        });
+        if all_positive {
+            return Within::Dense(start);
         }
+        out.extend(
+            dense
+                .iter()
+                .enumerate()
+                .filter(|&(_, &w)| w > 0.0)
+                .map(|(local, &w)| (start + local as u32, w)),
+        );
         Within::Weighted
     }
 

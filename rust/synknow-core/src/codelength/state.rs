@@ -22,6 +22,8 @@ use super::{ROLE_NAME, ROLE_SPECIAL, ROLE_SYNTAX, ROLE_VALUE};
 
 /// "No such node / entity / value".
 pub(crate) const NONE: u32 = u32::MAX;
+/// The root of the name trie (the empty prefix) where a name-trie node is expected.
+pub(crate) const NAME_ROOT: u32 = u32::MAX - 1;
 const SYNTAX_START: u32 = 3;
 
 /// Codes of the expanded skeleton slots. A syntax word's code is its token id (ids stay below
@@ -427,6 +429,13 @@ pub struct State {
     node_used: Vec<u64>,
     /// Entity of a depth-J node.
     node_entity: Vec<u32>,
+    /// Children of each name-trie node as a linked list (first child, next sibling; `NONE`
+    /// ends it) and the pool-local index of each node's last name part: the coder weighs the
+    /// used extensions of a prefix without a lookup per possible part.
+    root_first_child: u32,
+    node_first_child: Vec<u32>,
+    node_next_sibling: Vec<u32>,
+    node_part: Vec<u32>,
     /// `c_{a,t}` by global template index, and `n_a`.
     pub template_counts: Vec<u64>,
     pub attribute_counts: Vec<u64>,
@@ -454,6 +463,10 @@ impl State {
             node_docs: Vec::new(),
             node_used: Vec::new(),
             node_entity: Vec::new(),
+            root_first_child: NONE,
+            node_first_child: Vec::new(),
+            node_next_sibling: Vec::new(),
+            node_part: Vec::new(),
             template_counts: vec![0; *model.template_offset.last().unwrap() as usize],
             attribute_counts: vec![0; a],
             inv_norm: (0..a)
@@ -547,6 +560,21 @@ impl State {
             .unwrap_or(NONE)
     }
 
+    /// Calls `f(local part, node)` for every used extension of the prefix whose name-trie node
+    /// is `parent` ([`NAME_ROOT`] for the empty prefix), in no particular order.
+    #[inline]
+    pub(crate) fn for_each_name_child(&self, parent: u32, mut f: impl FnMut(u32, u32)) {
+        let mut child = if parent == NAME_ROOT {
+            self.root_first_child
+        } else {
+            self.node_first_child[parent as usize]
+        };
+        while child != NONE {
+            f(self.node_part[child as usize], child);
+            child = self.node_next_sibling[child as usize];
+        }
+    }
+
     #[inline]
     pub(crate) fn node_entity(&self, node: u32) -> u32 {
         self.node_entity[node as usize]
@@ -577,15 +605,26 @@ impl State {
         } else {
             let k = self.counts.len() as u32;
             let mut code = 0u64;
+            let mut parent = NAME_ROOT;
             for (d, &t) in name.iter().enumerate() {
-                code = code * model.name_size[d] as u64 + (t - model.name_start[d]) as u64;
+                let part = t - model.name_start[d];
+                code = code * model.name_size[d] as u64 + part as u64;
                 let next = self.node_docs.len() as u32;
                 let node = *self.trie_index[d].entry(code).or_insert(next);
                 if node == next {
                     self.node_docs.push(0);
                     self.node_used.push(0);
                     self.node_entity.push(NONE);
+                    let first = if parent == NAME_ROOT {
+                        &mut self.root_first_child
+                    } else {
+                        &mut self.node_first_child[parent as usize]
+                    };
+                    self.node_next_sibling.push(std::mem::replace(first, node));
+                    self.node_first_child.push(NONE);
+                    self.node_part.push(part);
                 }
+                parent = node;
                 self.node_used[node as usize] += 1;
                 self.entity_nodes.push(node);
             }
