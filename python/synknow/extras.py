@@ -17,6 +17,7 @@ EXTRAS = {
     "triton": "train",
     "matplotlib": "plot",
     "pyarrow": "export",
+    "constriction": "compress",
 }
 
 
