@@ -9,13 +9,14 @@ never sees more than its context, and training rejects such documents too).
 
 Bit-exact decoding: the decoder must compute the encoder's probabilities bit for bit. Both run
 the same computation in the same order: the model in float32 on the CPU, one thread,
-deterministic algorithms, documents in batches of ``batch_docs``, and at step ``t`` the full
-forward pass over the ``(batch, t)`` prefixes (finished documents padded with ``PAD``), the
-softmax in float64 from the float32 logits. The encoder does not use a cheaper teacher-forced
-pass, whose different shapes could round differently. The cost is quadratic in the document
-length, which synknow's short documents afford. The probabilities go to ``constriction``'s range
-coder through its leaky categorical model (24-bit fixed point, every token at least
-``2^-24``), which quantises identically on both sides.
+deterministic algorithms, documents in batches of ``batch_docs``, one position at a time with
+the attention keys and values of earlier positions kept (finished documents padded with
+``PAD``), the softmax in float64 from the float32 logits. The encoder does not use the cheaper
+teacher-forced pass, whose different shapes could round differently; it computes that pass as
+well, as the model's measured loss, and refuses to write a file when the two disagree by more
+than float32 rounding. The probabilities go to ``constriction``'s range coder through its leaky
+categorical model (24-bit fixed point, every token at least ``2^-24``), which quantises
+identically on both sides.
 
 The file is self-checking: a SHA-256 of everything after it, the SHA-256 of the model weights
 (the state dict in sorted-name order: name, dtype, shape, raw bytes) and of the vocabulary, and
@@ -87,6 +88,7 @@ _MAGIC_MODEL = b"SKTCODE1"
 _MAGIC_TWO_PART = b"SKTWOPT1"
 _FLUSH_BITS = 64  # the range coder ends on whole 32-bit words: at most two more than needed
 _BATCH_DOCS = 64
+_CODING_PASS_RTOL = 1e-4
 
 
 # ---- model and corpus identity ----------------------------------------------------------------
@@ -211,10 +213,53 @@ def _probabilities(logits: torch.Tensor) -> np.ndarray:
 _Choose = Callable[[int, np.ndarray, int, np.ndarray], np.ndarray]
 
 
+class _Incremental:
+    """The model's forward pass one position at a time over a batch, with the attention keys
+    and values of earlier positions kept (a KV cache), so that coding a document of ``T``
+    tokens costs ``T`` one-token steps. It is the computation of :meth:`GPT.forward` (eval mode,
+    positions from 0) taken apart; the encoder checks it against the model's own teacher-forced
+    loss."""
+
+    def __init__(self, model: GPT, batch: int):
+        import torch
+
+        cfg = model.config
+        assert cfg.d_model is not None and cfg.n_head is not None
+        self.model = model
+        self.position = 0
+        shape = (batch, cfg.n_head, cfg.context_length, cfg.d_model // cfg.n_head)
+        self.keys = [torch.zeros(shape) for _ in model.blocks]
+        self.values = [torch.zeros(shape) for _ in model.blocks]
+
+    def step(self, tokens: np.ndarray) -> torch.Tensor:
+        """Float32 logits ``(batch, V)`` after feeding ``tokens`` (one per row) at the next
+        position."""
+        import torch
+        import torch.nn.functional as F
+
+        from synknow.train.model import _rotate
+
+        m, p = self.model, self.position
+        x = m.tok_emb(torch.from_numpy(np.ascontiguousarray(tokens))[:, None])
+        b, _, d = x.shape
+        rope = (m.rotary.cos[p : p + 1], m.rotary.sin[p : p + 1])
+        for block, keys, values in zip(m.blocks, self.keys, self.values, strict=True):
+            attn = block.attn
+            h = attn.n_head
+            q, k, v = attn.qkv(block.norm1(x)).view(b, 1, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            keys[:, :, p : p + 1] = _rotate(k, *rope)
+            values[:, :, p : p + 1] = v
+            y = F.scaled_dot_product_attention(
+                _rotate(q, *rope), keys[:, :, : p + 1], values[:, :, : p + 1]
+            )
+            x = x + attn.proj(y.transpose(1, 2).reshape(b, 1, d))
+            x = x + block.mlp(block.norm2(x))
+        self.position += 1
+        return m.logits(m.norm_f(x)[:, -1])
+
+
 def _coding_pass(model: GPT, n_docs: int, batch_docs: int, choose: _Choose) -> list[np.ndarray]:
     """The computation shared by encoder and decoder; returns the documents' tokens."""
-    import torch
-
     ctx = model.config.context_length
     docs: list[np.ndarray] = []
     for start in range(0, n_docs, batch_docs):
@@ -222,6 +267,7 @@ def _coding_pass(model: GPT, n_docs: int, batch_docs: int, choose: _Choose) -> l
         seqs = np.full((b, ctx + 1), PAD, dtype=np.int64)
         seqs[:, 0] = BOS
         length = np.zeros(b, dtype=np.int64)  # 0 while the document is open
+        forward = _Incremental(model, b)
         t = 1
         while (length == 0).any():
             if t > ctx:
@@ -229,8 +275,7 @@ def _coding_pass(model: GPT, n_docs: int, batch_docs: int, choose: _Choose) -> l
                     f"a decoded document reaches the context of {ctx} tokens without EOS: the "
                     "file is damaged or was coded with another model"
                 )
-            hidden = model(torch.from_numpy(seqs[:, :t]))[:, -1]
-            probs = _probabilities(model.logits(hidden))
+            probs = _probabilities(forward.step(seqs[:, t - 1]))
             rows = np.flatnonzero(length == 0)
             chosen = choose(start, rows, t, probs[rows])
             seqs[rows, t] = chosen
@@ -412,6 +457,14 @@ def model_code(
         "torch": torch.__version__,
     }
     data, header_bytes, coding_bits = _encode(model, docs, header, batch_docs)
+    loss_bits = measured_loss_bits(model, docs, batch_docs)
+    # The one-token steps and the teacher-forced pass differ only by float32 rounding (about
+    # 1e-6 relative); more means the steps no longer compute the model (a changed GPT).
+    if abs(coding_bits - loss_bits) > _CODING_PASS_RTOL * max(loss_bits, 1.0):
+        raise ValueError(
+            f"the coder's one-token forward disagrees with the model's loss ({coding_bits:.6g} "
+            f"vs {loss_bits:.6g} bits): synknow.model_coder does not support this architecture"
+        )
     return ModelCode(
         data=data,
         header_bytes=header_bytes,
@@ -419,7 +472,7 @@ def model_code(
         n_tokens=header["n_tokens"],
         coded_tokens=header["n_tokens"] - len(docs),
         coding_bits=coding_bits,
-        loss_bits=measured_loss_bits(model, docs, batch_docs),
+        loss_bits=loss_bits,
         vocab_size=vocab_size,
     )
 

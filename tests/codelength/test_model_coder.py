@@ -245,3 +245,13 @@ def test_coding_is_deterministic_across_calls(setup, coded) -> None:
     finally:
         torch.set_num_threads(threads)
     assert again == coded
+
+
+def test_coder_refuses_when_its_steps_do_not_compute_the_model(setup, monkeypatch) -> None:
+    """The one-token steps are the model's forward taken apart; if they ever stop agreeing
+    with the model's own loss (a changed architecture), no file is written."""
+    corpus, run, _ = setup
+    real = model_coder.measured_loss_bits
+    monkeypatch.setattr(model_coder, "measured_loss_bits", lambda *a, **k: 1.01 * real(*a, **k))
+    with pytest.raises(ValueError, match="does not support this architecture"):
+        model_code(run, corpus, "test")
