@@ -237,13 +237,14 @@ class _Incremental:
         import torch
         import torch.nn.functional as F
 
-        from synknow.train.model import _rotate
+        from synknow.train.model import Attention, Block, _rotate
 
         m, p = self.model, self.position
         x = m.tok_emb(torch.from_numpy(np.ascontiguousarray(tokens))[:, None])
         b, _, d = x.shape
         rope = (m.rotary.cos[p : p + 1], m.rotary.sin[p : p + 1])
         for block, keys, values in zip(m.blocks, self.keys, self.values, strict=True):
+            assert isinstance(block, Block) and isinstance(block.attn, Attention)
             attn = block.attn
             h = attn.n_head
             q, k, v = attn.qkv(block.norm1(x)).view(b, 1, 3, h, d // h).permute(2, 0, 3, 1, 4)
