@@ -25,7 +25,9 @@ differs (another torch build or CPU) is refused with a one-line ``synknow.Corpus
 
 Size bound: the range coder's payload is at most the coding pass's ``sum -log2 p`` plus
 ``n log2(2^24 / (2^24 - V))`` for ``n`` coded tokens over a vocabulary of ``V`` (the leaky
-quantisation) plus 64 bits (the final flush). :func:`ModelCode.bound_bits` is that bound.
+quantisation) plus 64 bits (the final flush): :attr:`ModelCode.bound_bits`. It is smaller than
+``sum -log2 p`` only through the quantisation's floor, by at most what
+:attr:`ModelCode.floor_bits` says.
 
 Example (``run_dir`` is a training run, docs/training.md):
 
@@ -362,6 +364,11 @@ class ModelCode:
         n_docs, n_tokens: documents and tokens (``BOS`` included) coded.
         coded_tokens: tokens that went through the coder (all but each ``BOS``).
         coding_bits: ``sum -log2 p`` of the coding pass's probabilities.
+        floor_bits: ``sum -log2 min(1, p + 2^-23)``: the quantisation can raise a probability by
+            at most ``2^-23``, so the payload is at least this (less the final flush). It is
+            below ``coding_bits`` where the model gives a token less than about ``2^-23``: the
+            coder's floor caps such a token near 24 bits, so the file can be *smaller* than
+            the loss of a model that is badly wrong about some tokens.
         loss_bits: the model's measured loss on the same tokens
             (:func:`measured_loss_bits`, a separate teacher-forced pass).
         vocab_size: ``V`` of the model.
@@ -373,6 +380,7 @@ class ModelCode:
     n_tokens: int
     coded_tokens: int
     coding_bits: float
+    floor_bits: float
     loss_bits: float
     vocab_size: int
 
@@ -393,16 +401,19 @@ class ModelCode:
 
 def _encode(
     model: GPT, docs: list[np.ndarray], header: dict[str, Any], batch_docs: int
-) -> tuple[bytes, int, float]:
+) -> tuple[bytes, int, float, float]:
     c = _constriction()
     family = c.stream.model.Categorical(perfect=False)
     encoder = c.stream.queue.RangeEncoder()
-    bits = [0.0]
+    bits = [0.0, 0.0]
+    lift = 2.0 ** (1 - PRECISION_BITS)
 
     def choose(start: int, rows: np.ndarray, t: int, probs: np.ndarray) -> np.ndarray:
         symbols = np.array([docs[start + r][t] for r in rows], dtype=np.int32)
         encoder.encode(symbols, family, probs)
-        bits[0] -= float(np.log2(probs[np.arange(len(rows)), symbols]).sum())
+        p = probs[np.arange(len(rows)), symbols]
+        bits[0] -= float(np.log2(p).sum())
+        bits[1] -= float(np.log2(np.minimum(1.0, p + lift)).sum())
         return symbols
 
     with _deterministic_cpu():
@@ -410,7 +421,7 @@ def _encode(
     payload = np.asarray(encoder.get_compressed(), dtype="<u4").tobytes()
     header = {**header, "payload_bytes": len(payload)}
     data = _pack(_MAGIC_MODEL, header, payload)
-    return data, len(data) - len(payload), bits[0]
+    return data, len(data) - len(payload), bits[0], bits[1]
 
 
 def model_code(
@@ -457,7 +468,7 @@ def model_code(
         "token_dtype": np.asarray(corpus.tokens).dtype.str,
         "torch": torch.__version__,
     }
-    data, header_bytes, coding_bits = _encode(model, docs, header, batch_docs)
+    data, header_bytes, coding_bits, floor_bits = _encode(model, docs, header, batch_docs)
     loss_bits = measured_loss_bits(model, docs, batch_docs)
     # The one-token steps and the teacher-forced pass differ only by float32 rounding (about
     # 1e-6 relative); more means the steps no longer compute the model (a changed GPT).
@@ -473,6 +484,7 @@ def model_code(
         n_tokens=header["n_tokens"],
         coded_tokens=header["n_tokens"] - len(docs),
         coding_bits=coding_bits,
+        floor_bits=floor_bits,
         loss_bits=loss_bits,
         vocab_size=vocab_size,
     )
