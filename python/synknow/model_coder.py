@@ -208,6 +208,8 @@ def _probabilities(logits: torch.Tensor) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
+    if not np.isfinite(z).all():
+        raise ValueError("the model's logits are not finite: it cannot code (a diverged run?)")
     return z
 
 
@@ -524,7 +526,10 @@ def _decode(model: GPT, header: dict[str, Any], payload: bytes) -> ModelDecompre
     decoder = c.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
 
     def choose(start: int, rows: np.ndarray, t: int, probs: np.ndarray) -> np.ndarray:
-        return np.asarray(decoder.decode(family, probs), dtype=np.int64)
+        try:
+            return np.asarray(decoder.decode(family, probs), dtype=np.int64)
+        except Exception as e:  # constriction's error for data its coder never wrote
+            raise CorpusError(f"transformer-coded payload cannot be decoded ({e})") from None
 
     with _deterministic_cpu():
         docs = _coding_pass(model, int(header["n_docs"]), int(header["batch_docs"]), choose)
