@@ -174,10 +174,16 @@ def test_weight_quantisation() -> None:
         quantise_weights(model, 4)
 
 
-@pytest.mark.parametrize("bits", [8, 32])
-def test_two_part_code(setup, bits) -> None:
+@pytest.fixture(scope="module")
+def two_parts(setup) -> dict[int, model_coder.TwoPartCode]:
     corpus, run, _ = setup
-    tp = two_part_code(run, corpus, "train", weight_bits=bits)
+    return {bits: two_part_code(run, corpus, "train", weight_bits=bits) for bits in (8, 16, 32)}
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32])
+def test_two_part_code(setup, two_parts, bits) -> None:
+    corpus, _, _ = setup
+    tp = two_parts[bits]
     n_train = N_DOCS - N_TEST
     # The parts add up to the file: model part = everything before the data part.
     assert tp.data_bits == 8 * len(tp.data_code.data)
@@ -199,10 +205,14 @@ def test_two_part_code(setup, bits) -> None:
         decompress_two_part(bytes(damaged))
 
 
-def test_fewer_weight_bits_make_a_smaller_model_part(setup) -> None:
-    corpus, run, _ = setup
-    sizes = [two_part_code(run, corpus, "all", weight_bits=b).model_bits for b in (8, 16, 32)]
+def test_fewer_weight_bits_make_a_smaller_model_part(setup, two_parts) -> None:
+    sizes = [two_parts[b].model_bits for b in (8, 16, 32)]
     assert sizes[0] < sizes[1] < sizes[2]
+    # At 32 bits the quantised model is the run's own: the data part has its weight hash.
+    model, _ = model_coder.load_model(setup[1])
+    data_part = two_parts[32].data_code.data
+    header, _ = model_coder._unpack(data_part, model_coder._MAGIC_MODEL, "x")
+    assert header["weights_sha256"] == model_coder.weights_sha256(model)
 
 
 def test_cli_roundtrip(setup, tmp_path, capsys) -> None:
