@@ -4,8 +4,8 @@ model's next-token probabilities (docs/compression.md#transformer-coder).
 Every document is coded on its own, from its ``BOS`` (given, not coded) to its ``EOS`` (coded:
 it tells the decoder where the document ends), with the model's context: token ``t`` is coded
 with the model's distribution after ``tokens[:t]``, positions from 0, as the evaluation scores
-a test document. A document longer than ``context_length + 1`` tokens is refused (the model
-never sees more than its context, and training rejects such documents too).
+a test document. A document longer than ``context_length + 1`` tokens is refused: the model
+never conditions on more than its context (training refuses documents longer than it).
 
 Bit-exact decoding: the decoder must compute the encoder's probabilities bit for bit. Both run
 the same computation in the same order: the model in float32 on the CPU, one thread,
