@@ -69,11 +69,11 @@ def general_purpose() -> dict[str, Callable[[bytes], bytes]]:
 def transformer_rows(corpus: synknow.Corpus, args: argparse.Namespace) -> dict[str, Any]:
     """The transformer coder (docs/compression.md#transformer-coder) on a held-out test split:
     a tiny GPT trained here on one thread for ``--model-steps`` steps (at most one per 100
-    documents, at least 20; or the run given by
-    ``--with-model``, trained on this corpus), its file size, loss and coding speed, beside the
-    exact Bayes code of the same test documents given the training documents. Both rows are
-    in bits per token of the test split, ``ratio_to_code_length`` relative to that Bayes code.
-    The transformer codes far fewer tokens than the rows above: it is the slow coder."""
+    documents, at least 20) or the run given by ``--with-model`` (trained on this corpus); its
+    file size, loss and coding speed beside the exact Bayes code of the same test documents
+    given the training documents. Both rows are in bits per token of the test split, their
+    ``ratio_to_code_length`` relative to that Bayes code. The transformer codes far fewer
+    tokens than the rows above: it is the slow coder."""
     if args.model_steps <= 0 and args.with_model is None:
         return {}
     import tempfile
