@@ -89,6 +89,91 @@ def general_purpose() -> dict[str, Callable[[bytes], bytes]]:
     return coders
 
 
+def transformer_rows(corpus: synknow.Corpus, args: argparse.Namespace) -> dict[str, Any]:
+    """The transformer coder (docs/compression.md#transformer-coder) on a held-out test split:
+    a tiny GPT trained here on one thread for ``--model-steps`` steps (at most one per 100
+    documents, at least 20) or the run given by ``--with-model`` (trained on this corpus); its
+    file size, loss and coding speed beside the exact Bayes code of the same test documents
+    given the training documents. Both rows are in bits per token of the test split, their
+    ``ratio_to_code_length`` relative to that Bayes code. The transformer codes far fewer
+    tokens than the rows above: it is the slow coder."""
+    if args.model_steps <= 0 and args.with_model is None:
+        return {}
+    import tempfile
+
+    import torch
+    from synknow.model_coder import decompress_with_model, model_code
+    from synknow.train import TrainConfig, train
+    from synknow.train.eval import bayes_test_code_lengths
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            t_train, steps = 0.0, None
+            run_dir = args.with_model
+            if run_dir is None:
+                # A small corpus (the smoke size) gets a short run: one step per 100 docs.
+                steps = min(args.model_steps, max(20, corpus.n_docs // 100))
+                cfg = TrainConfig.from_dict(
+                    {
+                        "model": {"size": "tiny", "context_length": 128},
+                        "data": {"n_test": min(args.model_test_docs, corpus.n_docs // 5)},
+                        "optim": {
+                            "lr": 1e-2,
+                            "warmup_steps": 30,
+                            "batch_size": 16,
+                            "max_steps": steps,
+                        },
+                        "run": {
+                            "out_dir": tmp,
+                            "run_id": "bench",
+                            "device": "cpu",
+                            "progress": False,
+                            "log_interval": 100,
+                            "num_threads": 1,
+                        },
+                    }
+                )
+                t0 = time.perf_counter()
+                run_dir = train(cfg, corpus=corpus)
+                t_train = time.perf_counter() - t0
+            t_c, code = best_of(lambda: model_code(run_dir, corpus, "test"), 1)
+            t_d, out = best_of(lambda: decompress_with_model(code.data, run_dir), 1)
+    finally:
+        torch.set_num_threads(threads)
+    first = corpus.n_docs - code.n_docs
+    expected = corpus.tokens[corpus.doc_offsets[first] :]
+    if not np.array_equal(out.tokens, expected):
+        raise SystemExit("transformer coder roundtrip failed")
+    bayes = float(bayes_test_code_lengths(corpus, first, code.n_docs)["doc_bits"].sum())
+    n = code.n_tokens
+    model_row = {
+        "bits": 8 * len(code.data),
+        "payload_bits": code.payload_bits,
+        "loss_bits": code.loss_bits,
+        "bound_bits": code.bound_bits,
+        "test_docs": code.n_docs,
+        "test_tokens": n,
+        "train_steps": steps,
+        "train_seconds": t_train,
+        "compress_M_tokens_per_s": n / t_c / 1e6,
+        "decompress_M_tokens_per_s": n / t_d / 1e6,
+    }
+    return {
+        f"Bayes code of the {code.n_docs} test docs": {
+            "bits": bayes,
+            "bits_per_token": bayes / n,
+            "ratio_to_code_length": 1.0,
+        },
+        f"transformer coder on the {code.n_docs} test docs": {
+            **model_row,
+            "bits_per_token": model_row["bits"] / n,
+            "ratio_to_code_length": model_row["bits"] / bayes,
+        },
+    }
+
+
 def run(args: argparse.Namespace, preset: str = "bios") -> dict[str, Any]:
     config = PRESETS[preset]()
     corpus = synknow.sample(config, args.docs, seed=args.seed)
@@ -126,6 +211,7 @@ def run(args: argparse.Namespace, preset: str = "bios") -> dict[str, Any]:
     for r in rows.values():
         r["bits_per_token"] = r["bits"] / n
         r["ratio_to_code_length"] = r["bits"] / cl.total
+    rows.update(transformer_rows(corpus, args))  # its own test split and reference
     speeds = {
         "code_lengths_1_thread_M_tokens_per_s": n / t_cl / 1e6,
         "compress_M_tokens_per_s": n / t_c / 1e6,
@@ -174,6 +260,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default=None, help="result file (default benches/results/...)")
+    p.add_argument("--model-steps", type=int, default=300, help="transformer row (0: none)")
+    p.add_argument("--model-test-docs", type=int, default=1000, help="its test split")
+    p.add_argument("--with-model", metavar="RUN_DIR", default=None, help="use this run instead")
     args = p.parse_args()
     result = run(args)
     # The second corpus gets the Bayes-side rows only: the same coders, another grammar.

@@ -20,6 +20,7 @@ EXTRAS = {
     "pyarrow": "export",
     "tokenizers": "hf",
     "transformers": "hf",
+    "constriction": "compress",
 }
 
 
