@@ -889,41 +889,11 @@ fn stream_with<T: TokenWord>(
             )));
         }
     }
-    let m = sampler.grammar.config.m() as u64;
     let t = &staging.tmp;
-    let mut w_tokens = NpyWriter::create(
-        t.join("tokens.npy"),
-        T::DTYPE,
-        vec![],
-        std::mem::size_of::<T>() as u64,
-    )?;
-    let mut w_roles = NpyWriter::create(t.join("roles.npy"), "|u1", vec![], 1)?;
-    let mut w_offsets = NpyWriter::create(t.join("doc_offsets.npy"), "<u8", vec![], 8)?;
-    let mut w_entity = NpyWriter::create(t.join("doc_entity.npy"), "<u4", vec![], 4)?;
-    let mut w_attr = NpyWriter::create(t.join("sentence_attribute.npy"), "<u2", vec![m], 2)?;
-    let mut w_tmpl = NpyWriter::create(t.join("sentence_template.npy"), "<u2", vec![m], 2)?;
-    w_offsets.append(as_bytes(&[0u64]))?;
-    let mut base = 0u64;
-    let mut done = 0u64;
-    while done < n_docs {
-        let n = (n_docs - done).min(shard_docs) as usize;
-        let b: Batch<T> = sampler.next_batch(n, threads)?;
-        w_tokens.append(as_bytes(&b.tokens))?;
-        w_roles.append(&b.roles)?;
-        let shifted: Vec<u64> = b.doc_offsets[1..].iter().map(|&o| o + base).collect();
-        w_offsets.append(as_bytes(&shifted))?;
-        w_entity.append(as_bytes(&b.doc_entity))?;
-        w_attr.append(as_bytes(&b.sentence_attribute))?;
-        w_tmpl.append(as_bytes(&b.sentence_template))?;
-        base += *b.doc_offsets.last().unwrap();
-        done += n as u64;
-        progress(done, n_docs).map_err(CorpusError::Argument)?;
-    }
-    let mut entries = serde_json::Map::new();
-    for w in [w_tokens, w_roles, w_offsets, w_entity, w_attr, w_tmpl] {
-        let (name, entry) = w.finish()?;
-        entries.insert(name, entry);
-    }
+    let (mut entries, base) =
+        write_document_arrays::<T>(sampler, t, n_docs, shard_docs, threads, &mut |done| {
+            progress(done, n_docs).map_err(CorpusError::Argument)
+        })?;
     let g = &sampler.grammar;
     let (theta, theta_offsets) = flatten_theta(&sampler.theta);
     let rest = latent_arrays(
@@ -947,6 +917,52 @@ fn stream_with<T: TokenWord>(
         n_tokens: base,
         n_entities,
     })
+}
+
+/// Samples the next ``n_docs`` documents of ``sampler``, ``shard_docs`` at a time, and appends
+/// them to the per-document arrays (tokens, roles, offsets, entities, sentence attributes and
+/// templates) in directory ``t``. Returns their manifest entries and the number of tokens.
+/// ``progress`` gets the number of documents written after every shard. Shared by whole-corpus
+/// streaming and by parts, whose files must be the same byte for byte.
+pub(crate) fn write_document_arrays<T: TokenWord>(
+    sampler: &mut Sampler,
+    t: &Path,
+    n_docs: u64,
+    shard_docs: u64,
+    threads: Option<usize>,
+    progress: &mut dyn FnMut(u64) -> Result<(), CorpusError>,
+) -> Result<(serde_json::Map<String, Value>, u64), CorpusError> {
+    let m = sampler.grammar.config.m() as u64;
+    let item = std::mem::size_of::<T>() as u64;
+    let mut w_tokens = NpyWriter::create(t.join("tokens.npy"), T::DTYPE, vec![], item)?;
+    let mut w_roles = NpyWriter::create(t.join("roles.npy"), "|u1", vec![], 1)?;
+    let mut w_offsets = NpyWriter::create(t.join("doc_offsets.npy"), "<u8", vec![], 8)?;
+    let mut w_entity = NpyWriter::create(t.join("doc_entity.npy"), "<u4", vec![], 4)?;
+    let mut w_attr = NpyWriter::create(t.join("sentence_attribute.npy"), "<u2", vec![m], 2)?;
+    let mut w_tmpl = NpyWriter::create(t.join("sentence_template.npy"), "<u2", vec![m], 2)?;
+    w_offsets.append(as_bytes(&[0u64]))?;
+    let mut base = 0u64;
+    let mut done = 0u64;
+    while done < n_docs {
+        let n = (n_docs - done).min(shard_docs) as usize;
+        let b: Batch<T> = sampler.next_batch(n, threads)?;
+        w_tokens.append(as_bytes(&b.tokens))?;
+        w_roles.append(&b.roles)?;
+        let shifted: Vec<u64> = b.doc_offsets[1..].iter().map(|&o| o + base).collect();
+        w_offsets.append(as_bytes(&shifted))?;
+        w_entity.append(as_bytes(&b.doc_entity))?;
+        w_attr.append(as_bytes(&b.sentence_attribute))?;
+        w_tmpl.append(as_bytes(&b.sentence_template))?;
+        base += *b.doc_offsets.last().unwrap_or(&0);
+        done += n as u64;
+        progress(done)?;
+    }
+    let mut entries = serde_json::Map::new();
+    for w in [w_tokens, w_roles, w_offsets, w_entity, w_attr, w_tmpl] {
+        let (name, entry) = w.finish()?;
+        entries.insert(name, entry);
+    }
+    Ok((entries, base))
 }
 
 /// The content hash used in manifests (xxh3-64 of the array's data bytes).

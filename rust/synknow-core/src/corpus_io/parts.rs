@@ -17,14 +17,14 @@ use serde_json::{json, Value};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{
-    as_bytes, flatten_theta, gigabytes, manifest, npy_header, total_memory_bytes, write_json,
-    write_whole_array, ArrayData, NpyWriter, Staging, StreamNeeds, StreamSummary, FORMAT_VERSION,
-    MAX_MANIFEST_BYTES, NPY_HEADER_LEN,
+    as_bytes, flatten_theta, gigabytes, manifest, npy_header, total_memory_bytes,
+    write_document_arrays, write_json, write_whole_array, ArrayData, NpyWriter, Staging,
+    StreamNeeds, StreamSummary, FORMAT_VERSION, MAX_MANIFEST_BYTES, NPY_HEADER_LEN,
 };
 use crate::config::Config;
 use crate::error::CorpusError;
 use crate::grammar::Grammar;
-use crate::sampler::{draw_theta, needs_u32, Batch, Sampler, TokenWord};
+use crate::sampler::{draw_theta, needs_u32, Sampler, TokenWord};
 
 /// `format` of a part's manifest.
 pub const PART_FORMAT: &str = "synknow-corpus-part";
@@ -147,37 +147,15 @@ impl PartJob<'_> {
             progress(0, total).map_err(interrupted)?;
         }
         let first_entity = sampler.entities.len() as u64;
-        let m = sampler.grammar.config.m() as u64;
         let t = &staging.tmp;
-        let item = std::mem::size_of::<T>() as u64;
-        let mut w_tokens = NpyWriter::create(t.join("tokens.npy"), T::DTYPE, vec![], item)?;
-        let mut w_roles = NpyWriter::create(t.join("roles.npy"), "|u1", vec![], 1)?;
-        let mut w_offsets = NpyWriter::create(t.join("doc_offsets.npy"), "<u8", vec![], 8)?;
-        let mut w_entity = NpyWriter::create(t.join("doc_entity.npy"), "<u4", vec![], 4)?;
-        let mut w_attr = NpyWriter::create(t.join("sentence_attribute.npy"), "<u2", vec![m], 2)?;
-        let mut w_tmpl = NpyWriter::create(t.join("sentence_template.npy"), "<u2", vec![m], 2)?;
-        w_offsets.append(as_bytes(&[0u64]))?;
-        let mut base = 0u64;
-        let mut done = 0u64;
-        while done < total {
-            let n = (total - done).min(self.shard_docs) as usize;
-            let b: Batch<T> = sampler.next_batch(n, self.threads)?;
-            w_tokens.append(as_bytes(&b.tokens))?;
-            w_roles.append(&b.roles)?;
-            let shifted: Vec<u64> = b.doc_offsets[1..].iter().map(|&o| o + base).collect();
-            w_offsets.append(as_bytes(&shifted))?;
-            w_entity.append(as_bytes(&b.doc_entity))?;
-            w_attr.append(as_bytes(&b.sentence_attribute))?;
-            w_tmpl.append(as_bytes(&b.sentence_template))?;
-            base += *b.doc_offsets.last().unwrap_or(&0);
-            done += n as u64;
-            progress(done, total).map_err(interrupted)?;
-        }
-        let mut entries = serde_json::Map::new();
-        for w in [w_tokens, w_roles, w_offsets, w_entity, w_attr, w_tmpl] {
-            let (name, entry) = w.finish()?;
-            entries.insert(name, entry);
-        }
+        let (mut entries, base) = write_document_arrays::<T>(
+            sampler,
+            t,
+            total,
+            self.shard_docs,
+            self.threads,
+            &mut |done| progress(done, total).map_err(interrupted),
+        )?;
         let g = &sampler.grammar;
         let (j, a) = (g.n_name_parts(), g.n_attributes());
         let e = &sampler.entities;
