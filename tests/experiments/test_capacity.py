@@ -15,6 +15,7 @@ from synknow.experiments.capacity_check import (
     capacity_binds,
     entity_knowledge_bits,
     knowledge_available,
+    lr_bracketed_precondition,
     lr_precondition,
     reference_comparison,
     saturation_precondition,
@@ -200,3 +201,13 @@ def test_reference_hook_adds_the_syntax_term_and_keeps_the_order() -> None:
     assert got[0] == loss(math.inf)
     assert got[1] == got[2] == loss(0.0)
     assert got[0] < got[1]
+
+
+def test_learning_rate_must_be_bracketed_by_the_grid() -> None:
+    grid = [1e-2, 3e-2, 1e-1]
+    assert lr_bracketed_precondition([3e-2, 3e-2], [grid, grid]).met
+    edge = lr_bracketed_precondition([3e-2, 1e-1], [grid, grid])
+    assert not edge.met and "1 / 2 sizes" in edge.measured and "0.1" in edge.measured
+    assert not lr_bracketed_precondition([1e-2], [grid]).met  # the low edge too
+    assert not lr_bracketed_precondition([3e-2], [[1e-2, 3e-2]]).met  # two values bracket nothing
+    assert not lr_bracketed_precondition([None], [[]]).met  # no sweep

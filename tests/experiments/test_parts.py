@@ -157,6 +157,15 @@ def test_timing_verdict_needs_seeds_evaluations_and_records() -> None:
     lacking = {"a": [{**t, "has_balanced": False}] * 3}
     assert not timing_preconditions(lacking, 4, tokens)[2].met
     assert not timing_preconditions({"a": [t]}, 4, tokens)[0].met
+    # A size that never comes to know any bucket leaves nothing to compare: not tested (the
+    # checks alone would read "no"), as at cpu-small where no bucket reaches accuracy 0.5.
+    unknowing = {**t, "knowledge_steps": {k: None for k in t["knowledge_steps"]}}
+    blank = {"a": [t] * 3, "b": [unknowing] * 3}
+    pre_blank = timing_preconditions(blank, 4, tokens)
+    knows = next(p for p in pre_blank if p.name.startswith("sizes in which"))
+    assert not knows.met and knows.measured == "1 of 2"
+    verdict = Verdict.from_checks(timing_checks(blank)[0], preconditions=pre_blank)
+    assert verdict.status == NOT_TESTED
 
 
 # ------------------------------------------------------------------------------------------------
@@ -321,10 +330,15 @@ def test_alpha_verdict() -> None:
 
 
 def test_name_verdict() -> None:
-    def seed(shared: float, unshared: float, overlap: int = 1) -> dict:
+    def seed(shared: float, unshared: float, overlap: int = 1, known: float = 0.9) -> dict:
         row = {"tokens": 800, "confident_error": 0.0, "overlap_min": 2, "overlap_max": 2}
         return {
-            "shared": {**row, "excess": shared, "confident_error": shared / 10},
+            "shared": {
+                **row,
+                "excess": shared,
+                "confident_error": shared / 10,
+                "source_accuracy": known,
+            },
             "unshared": {**row, "excess": unshared, "overlap_min": 0, "overlap_max": overlap},
         }
 
@@ -333,6 +347,12 @@ def test_name_verdict() -> None:
     assert Verdict.from_checks(checks, preconditions=name_preconditions(good)).status == "agrees"
     same_overlap = [seed(1.0, 0.2, overlap=2) for _ in range(3)]
     assert not name_preconditions(same_overlap)[2].met
+    # A model that does not know the source entities' facts cannot carry them over to names
+    # sharing their parts: not tested (at cpu-small the base models know ~1% of facts).
+    unknowing = [seed(0.2, 0.2, known=0.02) for _ in range(3)]
+    pre = name_preconditions(unknowing)
+    assert not pre[3].met and pre[3].measured == "0.020"
+    assert Verdict.from_checks(name_checks(unknowing)[0], preconditions=pre).status == "not tested"
 
 
 def test_alpha_preconditions_pool_unstated_tokens_over_seeds() -> None:

@@ -173,6 +173,13 @@ def timing_preconditions(
     runs = [t for per_seed in timing.values() for t in per_seed]
     lacking = sum(not t["has_balanced"] for t in runs)
     early = sum(bool(t["syntax_censored"]) for t in runs)
+    # Both checks compare the syntax step with knowledge steps: with no known bucket in a size
+    # there is nothing to compare, so the claim is untested there, not contradicted.
+    knowing = [
+        name
+        for name, per_seed in timing.items()
+        if any(v is not None for t in per_seed for v in t["knowledge_steps"].values())
+    ]
     return [
         Precondition.at_least(
             "seeds per size (timing)", min((len(v) for v in timing.values()), default=0), MIN_SEEDS
@@ -193,6 +200,12 @@ def timing_preconditions(
             early,
             "0",
             bool(runs) and early == 0,
+        ),
+        Precondition(
+            "sizes in which some run comes to know a bucket (knowledge accuracy reaches its level)",
+            f"{len(knowing)} of {len(timing)}",
+            "all",
+            bool(timing) and len(knowing) == len(timing),
         ),
         tokens,
     ]

@@ -149,6 +149,28 @@ def lr_precondition(tried: Sequence[int]) -> Precondition:
     return Precondition.at_least("learning rates tried per size (fewest)", fewest, MIN_LRS)
 
 
+def lr_bracketed_precondition(
+    chosen: Sequence[float | None], tried: Sequence[Sequence[float]]
+) -> Precondition:
+    """Every size's chosen learning rate lies strictly inside the grid it was chosen from: a
+    choice at either end says only that the best rate may lie beyond the grid."""
+    inside = []
+    for lr, grid in zip(chosen, tried, strict=True):
+        values = sorted(float(g) for g in grid)
+        inside.append(lr is not None and len(values) >= 3 and values[0] < float(lr) < values[-1])
+    pairs = zip(chosen, inside, strict=True)
+    edges = sorted({f"{float(lr):g}" for lr, ok in pairs if not ok and lr})
+    measured = f"{sum(inside)} / {len(inside)} sizes" + (
+        f" (chosen at the edge: {', '.join(edges)})" if edges else ""
+    )
+    return Precondition(
+        "learning rate inside the swept grid (best rate bracketed)",
+        measured,
+        "all sizes",
+        bool(inside) and all(inside),
+    )
+
+
 def seeds_precondition(seeds: int) -> Precondition:
     return Precondition.at_least("seeds per size (corpus and init)", seeds, MIN_SEEDS)
 

@@ -613,7 +613,7 @@ def run(ctx: ExperimentContext) -> Section:
             f"{list(s.alphas if s.model_alphas is None else s.model_alphas)}, one run per "
             f"n in {ns} on the first {s.model_seeds} corpora, each with its own warm-up + cosine "
             f"schedule over {s.train.epochs * s.n_train:,.0f} documents' worth of steps (n "
-            f"repeated as needed), evaluated at {s.train.n_evals} evenly spaced steps; early "
+            f"repeated as needed), evaluated at {s.train.n_evals} log-spaced steps; early "
             f"stopping on {s.n_val} held-out documents; its excess is taken over the same "
             "corpus's Bayes limit E."
         ),

@@ -44,6 +44,11 @@ __all__ = [
 ]
 
 
+# Knowledge accuracy from which a model counts as knowing the source entities' facts (the level
+# E3 uses for a known fact).
+SOURCE_KNOWN = 0.5
+
+
 def prior_threshold(log_h: list[np.ndarray]) -> float:
     """Just above the largest probability any prior ``H_a`` gives a value: the Bayes
     predictor's top probability on an unseen entity never reaches it."""
@@ -271,6 +276,19 @@ def name_part_probe(
         if label == "shared":
             neighbour = values_all[seen_ix[source[ent]], attr]
             row["neighbour_answer_rate"] = float((stats["argmax"] == neighbour).mean())
+            # The same facts asked about the source entities under their own names: a model that
+            # does not know them has nothing to carry over to a name that shares their parts.
+            own = sentence_probes(
+                corpus,
+                seen[source[ent]],
+                neighbour,
+                attr,
+                ent,
+                np.zeros(ent.size, np.int64),
+                rng,
+            )
+            own_stats = value_stats(model, own)
+            row["source_accuracy"] = float((own_stats["argmax"] == own.value).mean())
         out[label] = row
     return out
 
@@ -313,6 +331,7 @@ def name_preconditions(per_seed: list[dict[str, dict[str, float]]]) -> list[Prec
     tokens = min((min(s["shared"]["tokens"], s["unshared"]["tokens"]) for s in per_seed), default=0)
     shared_min = min((s["shared"]["overlap_min"] for s in per_seed), default=0)
     unshared_max = max((s["unshared"]["overlap_max"] for s in per_seed), default=0)
+    known = min((s["shared"].get("source_accuracy", 0.0) for s in per_seed), default=0.0)
     return [
         Precondition.at_least("seeds (corpus and init)", len(per_seed), MIN_SEEDS),
         Precondition.at_least("value tokens per name group (fewest)", tokens, MIN_BUCKET_TOKENS),
@@ -321,5 +340,12 @@ def name_preconditions(per_seed: list[dict[str, dict[str, float]]]) -> list[Prec
             f"{shared_min} > {unshared_max}",
             "true",
             shared_min > unshared_max,
+        ),
+        Precondition(
+            "the model knows the facts of the entities the shared names come from (accuracy "
+            "under their own names, lowest seed)",
+            f"{known:.3f}",
+            f">= {SOURCE_KNOWN}",
+            known >= SOURCE_KNOWN,
         ),
     ]

@@ -16,6 +16,7 @@ from synknow.experiments import _io
 from synknow.experiments.capacity_check import (
     BITS_PER_PARAM,
     knowledge_available,
+    lr_bracketed_precondition,
     lr_precondition,
     reference_comparison,
     saturation_precondition,
@@ -105,6 +106,7 @@ def _row(spec: Any, r: dict[str, Any], n_pairs: int) -> dict[str, Any]:
         "steps": r["total_steps"],
         "lr": r.get("lr"),
         "lrs_tried": len(r.get("lr_sweep") or {}),
+        "lr_grid": [float(k) for k in (r.get("lr_sweep") or {})],
         "bits_per_token": final["bits_per_token"],
         "syntax_bits": final["syntax_bits"],
         "name_bits": final["name_bits"],
@@ -180,6 +182,7 @@ def preconditions_for(
     pre.append(saturation)
     pre += size_preconditions([r["n_layer"] for r in rows], [r["params"] for r in rows])
     pre.append(lr_precondition([r["lrs_tried"] for r in rows]))
+    pre.append(lr_bracketed_precondition([r["lr"] for r in rows], [r["lr_grid"] for r in rows]))
     pre.append(seeds_precondition(seeds_done))
     return pre, available
 

@@ -126,7 +126,7 @@ class DataScalingSettings:
     ``model_n_min`` to ``n_train``, a separate run of ``model`` on the first ``n`` documents of
     each of the first ``model_seeds`` corpora, with its own learning-rate schedule; every run
     gets the optimiser steps of ``train.epochs`` passes over ``n_train`` documents (so small
-    ``n`` are repeated more), evaluated at ``train.n_evals`` evenly spaced steps; early stopping
+    ``n`` are repeated more), evaluated at ``train.n_evals`` log-spaced steps; early stopping
     on ``n_val`` held-out documents of the training distribution picks the reported point.
     ``corpus`` (``None``: the preset's) is the corpus family of both legs."""
 
