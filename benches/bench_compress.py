@@ -10,7 +10,10 @@ measured in the same run as the speed baseline; the exact code length; the seed-
 and zstd level 19 (``zstandard``; its rows say so when it is not installed), xz (``lzma``,
 preset 9), bz2 (level 9) and gzip (level 9) on the token bytes (the stream's native
 little-endian integers) and on the decoded text (one document per line). Every size is given
-in bits per token of the same stream.
+in bits per token of the same stream. On bios also the transformer coder
+(docs/compression.md#transformer-coder): a tiny GPT trained here for ``--model-steps`` steps on
+one thread (or ``--with-model RUN_DIR``), coding the last ``--model-test-docs`` documents, beside
+the exact Bayes code of the same documents given the others.
 
     python benches/bench_compress.py                 # 10^5 documents, writes a result file
     python benches/bench_compress.py --docs 2000 --out /tmp/x.json   # smoke size
