@@ -26,7 +26,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from synknow.config import SyntaxKnowledgeConfig
@@ -141,15 +141,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if part is not None:
         return _run_part(args, config, part, out, t0)
-    synknow.generate(
-        config,
-        args.docs,
-        out,
-        shard_docs=args.shard_docs,
-        threads=args.threads,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    synknow.generate(config, args.docs, out, **_writer_options(args))
     seconds = time.perf_counter() - t0
     corpus = synknow.load_corpus(out)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
@@ -159,6 +151,17 @@ def run(args: argparse.Namespace) -> int:
         f"({corpus.n_tokens / max(seconds, 1e-9) / 1e6:,.0f} M tokens/s)"
     )
     return 0
+
+
+def _writer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a whole corpus and a part are written with (the same, so that the parts
+    merge into the whole corpus byte for byte)."""
+    return {
+        "shard_docs": args.shard_docs,
+        "threads": args.threads,
+        "overwrite": args.overwrite,
+        "progress": not args.quiet,
+    }
 
 
 def _run_part(
@@ -172,16 +175,7 @@ def _run_part(
 
     from synknow.parts import generate_part
 
-    generate_part(
-        config,
-        args.docs,
-        part,
-        out,
-        shard_docs=args.shard_docs,
-        threads=args.threads,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    generate_part(config, args.docs, part, out, **_writer_options(args))
     seconds = time.perf_counter() - t0
     m = json.loads((out / "manifest.json").read_text())
     lo, n = m["first_doc"], m["n_docs"]
