@@ -293,21 +293,10 @@ def _coding_pass(model: GPT, n_docs: int, batch_docs: int, choose: _Choose) -> l
 def measured_loss_bits(model: GPT, docs: list[np.ndarray], batch_docs: int = _BATCH_DOCS) -> float:
     """The model's loss on the documents, ``sum -log2 p`` over every token after ``BOS``, from
     one teacher-forced forward pass per batch (the evaluation's computation, not the coder's)."""
-    import torch
+    from synknow.train.eval import sequence_bits
 
-    total = 0.0
     with _deterministic_cpu():
-        for start in range(0, len(docs), batch_docs):
-            batch = docs[start : start + batch_docs]
-            width = max(len(d) for d in batch)
-            x = np.full((len(batch), width), PAD, dtype=np.int64)
-            for i, d in enumerate(batch):
-                x[i, : len(d)] = d
-            logits = model.logits(model(torch.from_numpy(x[:, :-1])))
-            logp = torch.log_softmax(logits.double(), dim=-1).numpy()
-            for i, d in enumerate(batch):
-                total -= float(logp[i, np.arange(len(d) - 1), d[1:]].sum())
-    return total / math.log(2)
+        return float(sequence_bits(model, docs, batch_rows=batch_docs).sum())
 
 
 # ---- the file ----------------------------------------------------------------------------------

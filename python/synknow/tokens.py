@@ -11,6 +11,8 @@ bucket 0 holds unseen entities, bucket ``b >= 1`` holds counts in ``[2^(b-1), 2^
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "bucket_bounds",
     "bucket_label",
     "log_grid",
+    "pad_rows",
 ]
 
 PAD, BOS, EOS = 0, 1, 2
@@ -81,3 +84,12 @@ def log_grid(lo: float, hi: float, points: int, *, integer: bool = False) -> np.
     if integer:
         return np.unique(grid.round().astype(np.int64))
     return grid
+
+
+def pad_rows(rows: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
+    """Token rows of different lengths as one ``int64`` matrix, right-padded with ``PAD``."""
+    width = max(len(r) for r in rows)
+    out = np.full((len(rows), width), PAD, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out

@@ -13,7 +13,7 @@ import numpy as np
 from synknow.experiments import _io
 from synknow.experiments.context import ExperimentContext
 from synknow.experiments.presets import ModelSpec, TrainSpec
-from synknow.tokens import IGNORE, log_grid
+from synknow.tokens import log_grid
 
 __all__ = [
     "corpus_for",
@@ -454,32 +454,12 @@ def document_bits(
 ) -> np.ndarray:
     """Code length in bits the model gives each document (every token after ``BOS``; the
     document scored on its own from position 0, as in training and evaluation)."""
-    import torch
+    from synknow.train.eval import sequence_bits
 
-    from synknow.experiments.probes import pad_rows
-
-    device = next(model.parameters()).device
     off = np.asarray(corpus.doc_offsets, dtype=np.int64)
-    out = np.zeros(len(docs))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for lo in range(0, len(docs), batch_docs):
-                sel = np.asarray(docs[lo : lo + batch_docs], dtype=np.int64)
-                rows = [np.asarray(corpus.tokens[off[d] : off[d + 1]]).tolist() for d in sel]
-                tokens = torch.from_numpy(pad_rows(rows)).to(device)
-                targets = torch.full_like(tokens, IGNORE)
-                for i, r in enumerate(rows):
-                    targets[i, : len(r) - 1] = tokens[i, 1 : len(r)]
-                logits = model.logits(model(tokens)).double()
-                nll = torch.nn.functional.cross_entropy(
-                    logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
-                )
-                out[lo : lo + len(sel)] = (nll.sum(dim=1) / math.log(2)).cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
+    tokens = np.asarray(corpus.tokens)
+    rows = [tokens[off[d] : off[d + 1]] for d in np.asarray(docs, dtype=np.int64)]
+    return sequence_bits(model, rows, batch_rows=batch_docs)
 
 
 def structure_reference(corpus: Any, n_train: int) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from synknow.tokens import BOS, EOS, IGNORE, PAD, bucket_label, frequency_bucket
+from synknow.tokens import BOS, EOS, IGNORE, PAD, bucket_label, frequency_bucket, pad_rows
 
 __all__ = [
     "ValueLayout",
@@ -120,14 +120,6 @@ def render_sentence(skeleton: list[int], name: np.ndarray, value: int) -> tuple[
     if value_at < 0:
         raise ValueError("skeleton has no [VALUE] slot")
     return out, value_at
-
-
-def pad_rows(rows: list[list[int]]) -> np.ndarray:
-    width = max(len(r) for r in rows)
-    out = np.full((len(rows), width), PAD, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
 
 
 def fresh_names(corpus: Any, count: int, rng: np.random.Generator) -> np.ndarray:

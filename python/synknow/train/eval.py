@@ -22,17 +22,19 @@ Conventions (the same denominators as the Bayes reference):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from synknow.corpus import ROLE_NAMES, Corpus
-from synknow.tokens import IGNORE, bucket_label
+from synknow.tokens import IGNORE, bucket_label, pad_rows
 from synknow.train.data import EvalData
 from synknow.train.model import GPT, announce_fallback, kernels
 
 __all__ = [
+    "sequence_bits",
     "evaluate",
     "token_stats",
     "bayes_test_code_lengths",
@@ -44,6 +46,35 @@ __all__ = [
 
 ROLE_SPECIAL, ROLE_VALUE = 0, 3
 _TIE_SLACK_BITS = 1e-4  # rows whose target is this close to the max probability get exact logits
+
+
+def sequence_bits(
+    model: Any, rows: Sequence[Sequence[int] | np.ndarray], *, batch_rows: int = 128
+) -> np.ndarray:
+    """Code length in bits the model gives each token row: every token after the first, each
+    row scored on its own from position 0 (right padding is never a target), in float64 from
+    the model's logits; the model runs in eval mode without gradients and is put back in its
+    mode after."""
+    device = next(model.parameters()).device
+    out = np.zeros(len(rows))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for lo in range(0, len(rows), batch_rows):
+                batch = rows[lo : lo + batch_rows]
+                tokens = torch.from_numpy(pad_rows(batch)).to(device)
+                targets = torch.full_like(tokens, IGNORE)
+                for i, r in enumerate(batch):
+                    targets[i, : len(r) - 1] = tokens[i, 1 : len(r)]
+                logits = model.logits(model(tokens)).double()
+                nll = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
+                )
+                out[lo : lo + len(batch)] = (nll.sum(dim=1) / math.log(2)).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
 
 
 def token_stats(
