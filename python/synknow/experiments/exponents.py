@@ -199,11 +199,12 @@ def excess_exponents(
         raise ValueError("the mean excess curve is not positive: the limits overshoot the curves")
     gamma, lo, hi = seed_bootstrap(excess, mean_gamma, n_boot=n_boot, seed=seed)
 
-    def diff_gamma(rows: np.ndarray) -> float:
-        return difference_exponent(x, rows.mean(axis=0), lag_factor=lag_factor, fit_min=fit_min)[0]
+    def diff_fit(rows: np.ndarray) -> np.ndarray:
+        fit = difference_exponent(x, rows.mean(axis=0), lag_factor=lag_factor, fit_min=fit_min)
+        return np.asarray(fit)
 
-    d_gamma, d_lo, d_hi = seed_bootstrap(y, diff_gamma, n_boot=n_boot, seed=seed)
-    d_amplitude = difference_exponent(x, y.mean(axis=0), lag_factor=lag_factor, fit_min=fit_min)[1]
+    # (gamma, A) of all corpora, and their intervals, from one bootstrap.
+    d_fit, d_lo, d_hi = seed_bootstrap(y, diff_fit, n_boot=n_boot, seed=seed)
     amplitude = float(np.exp(loglog_line(xs, excess.mean(axis=0))[1]))
     # The same mean excess fitted with the project's robust fit (Huber on log residuals), as a
     # check of how much the exponent depends on the fitting method (not used by the verdict).
@@ -221,9 +222,9 @@ def excess_exponents(
         "gamma_mean_excess_ci": [float(lo[0]), float(hi[0])],
         "amplitude_mean_excess": float(amplitude),
         "gamma_mean_excess_huber": float(huber),
-        "gamma_difference": float(d_gamma[0]),
+        "gamma_difference": float(d_fit[0]),
         "gamma_difference_ci": [float(d_lo[0]), float(d_hi[0])],
-        "amplitude_difference": float(d_amplitude),
+        "amplitude_difference": float(d_fit[1]),
         "difference_lag_factor": float(lag_factor),
         "interval_method": f"bootstrap over {y.shape[0]} corpora ({n_boot} resamples)",
     }
