@@ -193,7 +193,12 @@ def train(
             run = _Run(plan, ddp, run_dir, resumed=resume_dir is not None)
             held.callback(run.close)
             run.loop(stop_at)
-            return run_dir
+        # On success every rank leaves together, so that no rank tears its process group down
+        # while another is still closing the run (a rank once aborted inside gloo's teardown
+        # under FSDP on a loaded CPU). Not on errors: a rank that failed alone would never
+        # reach the barrier and the others would wait for it forever.
+        ddp.barrier()
+        return run_dir
     finally:
         teardown(ddp)
 
